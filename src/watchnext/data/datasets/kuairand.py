@@ -1,0 +1,57 @@
+"""KuaiRand-27K sample (CC BY-SA 4.0) and its benchmark protocol, ``kuairand-sample v1``.
+
+Split by date: train 2022-04-08..17, validation 2022-04-18, test 2022-04-19..21. Features are the
+allowed ones (ids, the user table, hour, weekday, video length) plus point-in-time history rates of
+the user and the video computed from earlier days only; no label column is ever a feature.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from watchnext.data.datasets import bundled_path
+from watchnext.data.history import add_history_features
+
+PROTOCOL = "kuairand-sample-v1"
+SPLITS = {"train": (20220408, 20220417), "valid": (20220418, 20220418),
+          "test": (20220419, 20220421)}
+HISTORY_LABELS = ("is_click", "long_view", "label", "is_comment", "is_follow", "is_forward")
+
+
+def load_interactions() -> pa.Table:
+    """All 41,828 rows with user features joined and derived context columns added."""
+    folder = bundled_path("kuairand_sample")
+    rows = pq.read_table(folder / "interactions.parquet")
+    users = pq.read_table(folder / "user_features.parquet")
+    rows = rows.join(users, "user_id", join_type="left outer").sort_by(
+        [("date", "ascending"), ("time_ms", "ascending")])
+    rows = rows.append_column("hour", pc.divide(rows["hourmin"], 100))
+    weekdays = [dt.date(d // 10000, d // 100 % 100, d % 100).weekday()
+                for d in rows["date"].to_pylist()]
+    rows = rows.append_column("weekday", pa.array(weekdays, pa.int64()))
+    watch = np.log1p(rows["play_time_ms"].to_numpy() / 1000.0)
+    labels = {name: rows[name].to_numpy().astype(np.float64) for name in HISTORY_LABELS}
+    labels["watch_time"] = watch
+    return add_history_features(rows, ["user_id", "video_id"], labels, "date")
+
+
+def load_splits() -> dict[str, pa.Table]:
+    """``train`` / ``valid`` / ``test`` by the protocol's dates, plus ``days``: train per day."""
+    rows = load_interactions()
+    out = {}
+    for split, (first, last) in SPLITS.items():
+        mask = pc.and_(pc.greater_equal(rows["date"], first), pc.less_equal(rows["date"], last))
+        out[split] = rows.filter(mask)
+    return out
+
+
+def train_days() -> list[tuple[str, pa.Table]]:
+    """The training split as time-ordered daily chunks, for sequential training."""
+    train = load_splits()["train"]
+    days = sorted(set(train["date"].to_pylist()))
+    return [(str(d), train.filter(pc.equal(train["date"], d))) for d in days]

@@ -1,0 +1,258 @@
+"""From an Arrow table of impressions to a columnar ``Batch``: validation, vocabularies, transforms.
+
+The encoder is fitted on training data only (vocabularies, numeric statistics) and saved with the
+model as JSON, so serving encodes exactly as training did.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from watchnext.config import FeatureSpec, RunConfig, TaskSpec
+from watchnext.data import expressions
+from watchnext.data.batch import Batch
+from watchnext.data.errors import DataError
+from watchnext.data.io import where
+from watchnext.data.vocab import Vocabulary
+
+
+class FeatureEncoder:
+    """Fits and applies the feature pipeline declared in a run config."""
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self.vocabularies: dict[str, Vocabulary] = {}
+        self.numeric_stats: dict[str, tuple[float, float]] = {}
+
+    @property
+    def categorical(self) -> list[FeatureSpec]:
+        return [f for f in self.config.features if f.kind == "categorical"]
+
+    @property
+    def numeric(self) -> list[FeatureSpec]:
+        return [f for f in self.config.features if f.kind == "numeric"]
+
+    @property
+    def multi(self) -> list[FeatureSpec]:
+        return [f for f in self.config.features if f.kind == "multi_categorical"]
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.vocabularies) or not (self.categorical or self.multi)
+
+    def vocab_size(self, name: str) -> int:
+        return len(self.vocabularies[name])
+
+    @property
+    def num_devices(self) -> int:
+        return len(self.vocabularies["__device__"]) if "__device__" in self.vocabularies else 1
+
+    def fit(self, table: pa.Table) -> FeatureEncoder:
+        """Learn vocabularies and numeric statistics from the training table."""
+        self.validate(table)
+        for f in self.categorical:
+            self.vocabularies[f.name] = Vocabulary.fit(table[f.source], f.min_count, f.max_vocab)
+        for f in self.multi:
+            tokens = pc.list_flatten(_as_lists(table, f))
+            self.vocabularies[f.name] = Vocabulary.fit(tokens, f.min_count, f.max_vocab)
+        if self.config.bias.device:
+            self.vocabularies["__device__"] = Vocabulary.fit(table[self.config.bias.device])
+        for f in self.numeric:
+            values = _transform(self._numeric_source(table, f), f.transform, (0.0, 1.0))
+            self.numeric_stats[f.name] = (float(values.mean()), float(values.std() + 1e-6))
+        return self
+
+    def transform(self, table: pa.Table) -> Batch:
+        """Encode a table; unseen ids map to the OOV bucket, nulls in id columns to MISSING."""
+        if not self.fitted:
+            raise RuntimeError("FeatureEncoder.transform called before fit")
+        self.validate(table)
+        n = table.num_rows
+        return Batch(
+            categorical=_stack_long([self.vocabularies[f.name].lookup(table[f.source])
+                                     for f in self.categorical], n),
+            dense=self._dense(table),
+            multi=self._multi(table),
+            position=torch.from_numpy(self._positions(table)),
+            device=torch.from_numpy(self._devices(table)),
+            labels=torch.from_numpy(self.labels(table)),
+            users=_group_index(table, self.config.data.user_column),
+            requests=_group_index(table, self.config.data.request_column),
+        )
+
+    def validate(self, table: pa.Table) -> None:
+        """Check the columns the config needs: presence, types, nulls and label ranges."""
+        for column in sorted(self.required_columns()):
+            if column not in table.column_names:
+                file, _ = where(table, 0) if table.num_rows else ("<table>", None)
+                raise DataError(f"required column is missing (have: {', '.join(_public(table))})",
+                                file=file, column=column)
+        for f in self.numeric:
+            self._numeric_source(table, f)
+        self.labels(table)
+        self._positions(table)
+
+    def required_columns(self) -> set[str]:
+        cfg = self.config
+        needed = {cfg.data.user_column} if cfg.data.user_column else set()
+        needed |= {c for c in (cfg.data.request_column, cfg.bias.position, cfg.bias.device) if c}
+        for f in cfg.features:
+            needed |= expressions.columns(f.expression) if f.expression else {f.source}
+        for t in cfg.tasks:
+            needed |= expressions.columns(t.label)
+        return needed
+
+    def labels(self, table: pa.Table) -> np.ndarray:
+        """[N, n_tasks] float32 labels, NaN where a label is null; ranges checked per task type."""
+        return np.stack([self._label(table, t) for t in self.config.tasks], axis=1).astype(
+            np.float32) if table.num_rows else np.zeros((0, len(self.config.tasks)), np.float32)
+
+    def _label(self, table: pa.Table, task: TaskSpec) -> np.ndarray:
+        inputs = expressions.columns(task.label)
+        values = expressions.evaluate(task.label, lambda c: _floats(table, c, f"tasks {task.name!r}"))
+        null = np.zeros(len(values), bool)
+        for c in inputs:
+            null |= np.isnan(_floats(table, c, ""))
+        bad = ~null & ~np.isfinite(values)
+        if task.type == "binary":
+            bad |= ~null & ~np.isin(values, (0.0, 1.0))
+        if bad.any():
+            i = int(np.argmax(bad))
+            expected = "0 or 1" if task.type == "binary" else "a finite number"
+            file, row = where(table, i)
+            raise DataError(f"label for task {task.name!r} is {values[i]!r}, expected {expected}",
+                            file=file, column=_name_for(task.label), row=row)
+        values[null] = np.nan
+        return values
+
+    def _numeric_source(self, table: pa.Table, f: FeatureSpec) -> np.ndarray:
+        context = f"feature {f.name!r}"
+        values = expressions.evaluate(f.source, lambda c: _floats(table, c, context)) \
+            if f.expression else _floats(table, f.source, context)
+        bad = ~np.isfinite(values)
+        if f.transform.startswith("log1p"):
+            bad |= values < 0
+        if bad.any():
+            i = int(np.argmax(bad))
+            file, row = where(table, i)
+            reason = "is null" if np.isnan(values[i]) else f"is {values[i]!r}"
+            need = "a non-negative number for log1p" if f.transform.startswith("log1p") else \
+                "a finite number"
+            raise DataError(f"value {reason}, expected {need} (feature {f.name!r})",
+                            file=file, column=_name_for(f.source), row=row)
+        return values
+
+    def _dense(self, table: pa.Table) -> torch.Tensor:
+        cols = [_transform(self._numeric_source(table, f), f.transform,
+                           self.numeric_stats.get(f.name, (0.0, 1.0))) for f in self.numeric]
+        if not cols:
+            return torch.zeros((table.num_rows, 0), dtype=torch.float32)
+        return torch.from_numpy(np.stack(cols, axis=1).astype(np.float32))
+
+    def _multi(self, table: pa.Table) -> torch.Tensor:
+        n = table.num_rows
+        out = np.zeros((n, len(self.multi), max((f.max_length for f in self.multi), default=0)),
+                       dtype=np.int64)
+        for j, f in enumerate(self.multi):
+            lists = _as_lists(table, f)
+            ids = self.vocabularies[f.name].lookup(pc.list_flatten(lists))
+            offsets = lists.offsets.to_numpy()
+            lengths = np.minimum(np.diff(offsets), f.max_length)
+            rows = np.repeat(np.arange(n), lengths)
+            cols = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            src = np.repeat(offsets[:-1], lengths) + cols
+            out[rows, j, cols] = ids[src]
+        return torch.from_numpy(out)
+
+    def _positions(self, table: pa.Table) -> np.ndarray:
+        column = self.config.bias.position
+        if not column:
+            return np.zeros(table.num_rows, dtype=np.int64)
+        values = _floats(table, column, "bias.position")
+        known = ~np.isnan(values)
+        bad = known & ((values < 1) | (values != np.round(values)))
+        if bad.any():
+            i = int(np.argmax(bad))
+            file, row = where(table, i)
+            raise DataError(f"position {values[i]!r} is not an integer >= 1 (1 = top slot)",
+                            file=file, column=column, row=row)
+        clipped = np.minimum(np.nan_to_num(values, nan=0.0), self.config.bias.max_position)
+        return clipped.astype(np.int64)
+
+    def _devices(self, table: pa.Table) -> np.ndarray:
+        column = self.config.bias.device
+        if not column:
+            return np.zeros(table.num_rows, dtype=np.int64)
+        return self.vocabularies["__device__"].lookup(table[column])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "vocabularies": {k: v.to_json() for k, v in self.vocabularies.items()},
+            "numeric_stats": {k: list(v) for k, v in self.numeric_stats.items()},
+        }
+
+    @classmethod
+    def from_state(cls, config: RunConfig, state: dict[str, Any]) -> FeatureEncoder:
+        enc = cls(config)
+        enc.vocabularies = {k: Vocabulary.from_json(v) for k, v in state["vocabularies"].items()}
+        enc.numeric_stats = {k: (float(v[0]), float(v[1])) for k, v in
+                             state["numeric_stats"].items()}
+        return enc
+
+
+def _public(table: pa.Table) -> list[str]:
+    return [c for c in table.column_names if not c.startswith("__")]
+
+
+def _name_for(source: str) -> str:
+    cols = sorted(expressions.columns(source))
+    return cols[0] if len(cols) == 1 else source
+
+
+def _floats(table: pa.Table, column: str, context: str) -> np.ndarray:
+    if column not in table.column_names:
+        file, _ = where(table, 0) if table.num_rows else ("<table>", None)
+        raise DataError(f"required column is missing ({context})", file=file, column=column)
+    data = table[column]
+    if not (pa.types.is_integer(data.type) or pa.types.is_floating(data.type)
+            or pa.types.is_boolean(data.type) or pa.types.is_null(data.type)):
+        file, _ = where(table, 0)
+        raise DataError(f"expected a numeric column, found {data.type} ({context})",
+                        file=file, column=column)
+    return pc.cast(data, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _transform(values: np.ndarray, transform: str, stats: tuple[float, float]) -> np.ndarray:
+    if transform.startswith("log1p"):
+        values = np.log1p(values)
+    if transform.endswith("standardize"):
+        values = (values - stats[0]) / stats[1]
+    return values
+
+
+def _as_lists(table: pa.Table, f: FeatureSpec) -> pa.ListArray:
+    column = table[f.source].combine_chunks()
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        return column.cast(pa.list_(pa.string()))
+    if pa.types.is_string(column.type):
+        return pc.split_pattern(pc.fill_null(column, ""), f.separator).cast(pa.list_(pa.string()))
+    raise DataError(f"expected a list or a {f.separator!r}-separated string, found {column.type}",
+                    file=where(table, 0)[0] if table.num_rows else "<table>", column=f.source)
+
+
+def _stack_long(columns: list[np.ndarray], n: int) -> torch.Tensor:
+    if not columns:
+        return torch.zeros((n, 0), dtype=torch.int64)
+    return torch.from_numpy(np.stack(columns, axis=1).astype(np.int64))
+
+
+def _group_index(table: pa.Table, column: str) -> np.ndarray:
+    if not column or column not in table.column_names:
+        return np.full(table.num_rows, -1, dtype=np.int64)
+    encoded = pc.dictionary_encode(table[column].combine_chunks())
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)

@@ -1,0 +1,99 @@
+"""Evaluation of a trained ranker: per-task metrics, gate health and the learned position bias."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from watchnext.config import RunConfig
+from watchnext.data.batch import Batch, iterate
+from watchnext.evaluate import metrics
+from watchnext.model.ranker import MultitaskRanker
+from watchnext.model.score import log_combined_score
+
+POLARISED = 0.9  # a gate that puts this much mean weight on one expert has collapsed
+
+
+@torch.inference_mode()
+def predict_batch(model: MultitaskRanker, batch: Batch, serving: bool = True,
+                  chunk_size: int = 16384) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-task predictions ``[N, T]`` and, for MMoE, the gate weights ``[N, T, E]``."""
+    model.eval()
+    preds, gates = [], []
+    for mb in iterate(batch, chunk_size):
+        out = model(mb, serving=serving)
+        preds.append(model.predict(out.logits))
+        if out.gates is not None:
+            gates.append(out.gates)
+    return (torch.cat(preds).numpy() if preds else np.zeros((0, len(model.is_binary))),
+            torch.cat(gates).numpy() if gates else None)
+
+
+def task_metrics(config: RunConfig, preds: np.ndarray, batch: Batch) -> dict[str, dict[str, float]]:
+    """AUC / log loss (binary, plus GAUC by user) or RMSE (regression) for every task."""
+    labels = batch.labels.numpy()
+    out = {}
+    for j, task in enumerate(config.tasks):
+        present = ~np.isnan(labels[:, j])
+        y, p = labels[present, j], preds[present, j]
+        if task.type == "binary":
+            row = {"auc": metrics.auc(y, p), "logloss": metrics.log_loss(y, p),
+                   "positive_rate": float(y.mean()) if len(y) else float("nan")}
+            if (batch.users[present] >= 0).all():
+                row["gauc"] = metrics.grouped_auc(y, p, batch.users[present])
+        else:
+            row = {"rmse": metrics.rmse(y, p)}
+        row["rows"] = int(present.sum())
+        out[task.name] = row
+    return out
+
+
+def request_ndcg(config: RunConfig, preds: np.ndarray, batch: Batch, k: int = 10
+                 ) -> dict[str, float]:
+    """NDCG@k of the combined score within each request, against each binary task's labels."""
+    if (batch.requests < 0).any():
+        return {}
+    score = log_combined_score(torch.from_numpy(preds), config.tasks).numpy()
+    labels = batch.labels.numpy()
+    return {task.name: metrics.ndcg_at_k(np.nan_to_num(labels[:, j]), score, batch.requests, k)
+            for j, task in enumerate(config.tasks) if task.type == "binary"}
+
+
+def expert_utilisation(config: RunConfig, gates: np.ndarray | None) -> dict[str, Any]:
+    """Mean gate weight per task x expert, and which tasks' gates have polarised."""
+    if gates is None:
+        return {}
+    mean = gates.mean(axis=0)  # [T, E]
+    polarised = [t.name for t, row in zip(config.tasks, mean, strict=True)
+                 if row.max() >= POLARISED]
+    return {"mean_gate": {t.name: [round(float(v), 4) for v in row]
+                          for t, row in zip(config.tasks, mean, strict=True)},
+            "polarised_tasks": polarised}
+
+
+def position_bias(config: RunConfig, model: MultitaskRanker, devices: list[str]
+                  ) -> dict[str, Any]:
+    """The shallow tower's bias logit per position (1..max) and device, per engagement task."""
+    if model.shallow_tower is None:
+        return {}
+    table = model.shallow_tower.bias_table().numpy()  # [P+1, D, n_eng]
+    engagement = [t.name for t in config.tasks if t.group == "engagement"]
+    names = ["<missing>", "<oov>", *devices][:table.shape[1]]
+    return {task: {device: [round(float(v), 4) for v in table[:, d, k]]
+                   for d, device in enumerate(names) if d > 0 or len(names) == 1}
+            for k, task in enumerate(engagement)}
+
+
+def evaluate(config: RunConfig, model: MultitaskRanker, batch: Batch, devices: list[str],
+             k: int = 10) -> dict[str, Any]:
+    """The full report as plain data (JSON-ready)."""
+    preds, gates = predict_batch(model, batch)
+    return {
+        "rows": len(batch),
+        "tasks": task_metrics(config, preds, batch),
+        "ndcg_at_k": {"k": k, **request_ndcg(config, preds, batch, k)},
+        "experts": expert_utilisation(config, gates),
+        "position_bias": position_bias(config, model, devices),
+    }

@@ -1,0 +1,83 @@
+"""The multitask ranker, read top to bottom:
+
+    x      = InputLayer(ids, dense)                  embeddings + numeric features
+    h      = SharedBottom(x)                         one shared hidden layer, narrower than x
+    f_k    = MMoE(h)_k                               (SharedBottom baseline: f_k = h)
+    z_k    = Tower_k(f_k)                            one logit (or regression value) per task
+    z_k   += ShallowTower(position, device)_k        engagement tasks only
+    p_k    = sigmoid(z_k) for binary tasks, z_k for regression
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from watchnext.config import RunConfig
+from watchnext.data.batch import Batch
+from watchnext.data.encoder import FeatureEncoder
+from watchnext.model.inputs import InputLayer
+from watchnext.model.layers import GroupedMLP, mlp
+from watchnext.model.mmoe import MMoE
+from watchnext.model.shallow_tower import ShallowTower
+
+
+@dataclass
+class RankerOutput:
+    logits: torch.Tensor  # [N, T] after the bias is added (what the losses see)
+    main_logits: torch.Tensor  # [N, T] the main model alone: the unbiased utility
+    gates: torch.Tensor | None  # [N, T, E] for MMoE
+    bias: torch.Tensor | None  # [N, n_engagement] shallow-tower logits
+
+
+class MultitaskRanker(nn.Module):
+    """SharedBottom or MMoE ranker with an optional shallow tower for selection bias."""
+
+    def __init__(self, config: RunConfig, encoder: FeatureEncoder, sparse: bool = False):
+        super().__init__()
+        m, tasks = config.model, config.tasks
+        self.kind = m.kind
+        self.inputs = InputLayer(encoder, sparse=sparse)
+        self.bottom = mlp(self.inputs.out_dim, m.bottom_units, m.dropout)
+        bottom_dim = m.bottom_units[-1]
+        self.mmoe: MMoE | None = None
+        tower_in = bottom_dim
+        if m.kind == "mmoe":
+            gate_dim = bottom_dim if m.gate_input == "bottom" else self.inputs.out_dim
+            self.gate_from_input = m.gate_input == "input"
+            self.mmoe = MMoE(bottom_dim, gate_dim, m.num_experts, len(tasks), m.expert_units,
+                             m.gate_dropout)
+            tower_in = self.mmoe.out_dim
+        self.towers = GroupedMLP(len(tasks), tower_in, (*m.tower_units, 1), final_relu=False)
+        self.register_buffer("is_binary", torch.tensor([t.type == "binary" for t in tasks]))
+        engagement = [i for i, t in enumerate(tasks) if t.group == "engagement"]
+        self.register_buffer("engagement_index", torch.tensor(engagement, dtype=torch.long))
+        self.shallow_tower: ShallowTower | None = None
+        if config.bias.position and engagement:
+            b = config.bias
+            self.shallow_tower = ShallowTower(b.max_position, encoder.num_devices,
+                                              len(engagement), b.embedding_dim, b.hidden_units,
+                                              b.position_dropout)
+
+    def forward(self, batch: Batch, serving: bool = False) -> RankerOutput:
+        """``serving=True`` treats the position as missing, whatever the batch holds."""
+        x = self.inputs(batch)
+        h = self.bottom(x)
+        gates = None
+        if self.mmoe is not None:
+            features, gates = self.mmoe(h, x if self.gate_from_input else h)
+        else:
+            features = h
+        main_logits = self.towers(features).squeeze(-1).transpose(0, 1)  # [N, T]
+        logits, bias = main_logits, None
+        if self.shallow_tower is not None:
+            position = torch.zeros_like(batch.position) if serving else batch.position
+            bias = self.shallow_tower(position, batch.device)
+            logits = main_logits.index_add(1, self.engagement_index, bias)
+        return RankerOutput(logits, main_logits, gates, bias)
+
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per-task predictions: probabilities for binary tasks, values for regression."""
+        return torch.where(self.is_binary, torch.sigmoid(logits), logits)
