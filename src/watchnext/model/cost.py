@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from watchnext.config import RunConfig
+from watchnext.data.encoder import FeatureEncoder
 from watchnext.model.layers import GroupedMLP
 from watchnext.model.ranker import MultitaskRanker
 
@@ -34,3 +36,29 @@ def multiplications(model: MultitaskRanker) -> dict[str, int]:
     parts["serving"] = sum(parts.values())
     parts["shallow_tower"] = _linear_mults(model.shallow_tower) if model.shallow_tower else 0
     return parts
+
+
+def serving_cost(config: RunConfig, encoder: FeatureEncoder) -> int:
+    return multiplications(MultitaskRanker(config, encoder))["serving"]
+
+
+def match_cost(config: RunConfig, encoder: FeatureEncoder, target: int) -> RunConfig:
+    """Resize ``config``'s model to about ``target`` multiplications per example.
+
+    SharedBottom widens its last bottom layer; MMoE resizes its experts' last layer. Cost grows
+    monotonically with that width, so a bisection finds the closest width.
+    """
+    field = "bottom_units" if config.model.kind == "shared_bottom" else "expert_units"
+    units = getattr(config.model, field)
+
+    def cost_at(width: int) -> int:
+        return serving_cost(config.replace(model={field: [*units[:-1], width]}), encoder)
+
+    lo, hi = 1, 8
+    while cost_at(hi) < target:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if cost_at(mid) < target else (lo, mid)
+    best = min((lo, hi), key=lambda w: abs(cost_at(w) - target))
+    return config.replace(model={field: [*units[:-1], best]})

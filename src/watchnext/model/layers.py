@@ -33,7 +33,8 @@ class GroupedMLP(nn.Module):
         self.groups, self.units, self.final_relu = groups, units, final_relu
         dims = (in_dim, *units)
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.empty(groups, d_in, d_out)) for d_in, d_out in zip(dims, dims[1:]))
+            nn.Parameter(torch.empty(groups, d_in, d_out))
+            for d_in, d_out in zip(dims, dims[1:], strict=False))
         self.biases = nn.ParameterList(
             nn.Parameter(torch.zeros(groups, 1, d_out)) for d_out in units)
         for w in self.weights:

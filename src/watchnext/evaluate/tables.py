@@ -1,0 +1,68 @@
+"""Reports as people read them: Rich tables for the terminal, Markdown for files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.table import Table
+
+METRICS = ("auc", "gauc", "logloss", "rmse")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if value != value else f"{value:.4f}"
+    return str(value)
+
+
+def comparison_rows(reports: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: one row per task, one column per (model, metric) present."""
+    models = list(reports)
+    tasks = list(next(iter(reports.values()))["tasks"])
+    columns = [(m, k) for m in models for k in METRICS
+               if any(k in reports[m]["tasks"][t] for t in tasks)]
+    header = ["task", *[f"{m} {k}" for m, k in columns]]
+    rows = [[t, *[_fmt(reports[m]["tasks"][t].get(k)) for m, k in columns]] for t in tasks]
+    cost = ["multiplications", *[f"{reports[m].get('cost', {}).get('serving', '-'):,}"
+                                 if k == METRICS[0] or k == "rmse" else "" for m, k in columns]]
+    return header, [*rows, cost]
+
+
+def rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title)
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def experts_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    gates = report.get("experts", {}).get("mean_gate", {})
+    if not gates:
+        return [], []
+    n = len(next(iter(gates.values())))
+    header = ["task", *[f"e{i}" for i in range(n)]]
+    return header, [[t, *[f"{v:.3f}" for v in row]] for t, row in gates.items()]
+
+
+def bias_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Learned bias logit per position (rows) for each (task, device) column."""
+    bias = report.get("position_bias", {})
+    if not bias:
+        return [], []
+    columns = [(task, device) for task, per_device in bias.items() for device in per_device]
+    n = len(next(iter(next(iter(bias.values())).values())))
+    header = ["position", *[f"{t} {d}" for t, d in columns]]
+    rows = [["missing" if p == 0 else str(p), *[f"{bias[t][d][p]:+.3f}" for t, d in columns]]
+            for p in range(n)]
+    return header, rows
