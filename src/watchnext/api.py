@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from watchnext.config import RunConfig
+from watchnext.config import ConfigError, RunConfig
 from watchnext.data.batch import Batch
 from watchnext.data.encoder import FeatureEncoder
 from watchnext.data.io import read_tables
@@ -70,7 +70,9 @@ class Ranker:
         """Train day by day in time order, checkpointing after each chunk (see Trainer)."""
         named = [(name, as_table(data)) for name, data in chunks]
         if resume and (Path(run_dir) / ckpt.LATEST).exists():
-            self._restore(ckpt.read_checkpoint(run_dir), for_training=True)
+            saved = ckpt.read_checkpoint(run_dir)
+            self._check_same_run(saved["config"])
+            self._restore(saved, for_training=True)
         else:
             self._build([t for _, t in named])
         batches = [(name, self.encode(t)) for name, t in named]
@@ -129,6 +131,13 @@ class Ranker:
         self.trainer = Trainer(self.config, self.encoder, self.model, self.log)
         if not for_training:
             self.trainer.step = saved["state"].get("step", 0)
+
+    def _check_same_run(self, saved: RunConfig) -> None:
+        """Resuming with another model, features or tasks would silently train something else."""
+        for section in ("features", "tasks", "model", "bias"):
+            if getattr(saved, section) != getattr(self.config, section):
+                raise ConfigError(f"{section}: differs from the checkpoint's config; "
+                                  "resume needs the same run config")
 
     def _check_fitted(self) -> None:
         if self.model is None or self.encoder is None:

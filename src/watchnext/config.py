@@ -41,6 +41,7 @@ class FeatureSpec:
     transform: str = "none"
     separator: str = "|"
     max_length: int = 16
+    hash_buckets: int = 0  # > 0: ids hashed into this many buckets, no vocabulary (open id spaces)
 
     @property
     def source(self) -> str:
@@ -302,6 +303,9 @@ def _validate_feature(f: FeatureSpec, key: str) -> None:
         raise ConfigError(f"{key}.expression: only numeric features may be expressions")
     if f.kind != "numeric" and f.transform != "none":
         raise ConfigError(f"{key}.transform: only numeric features take a transform")
+    _positive(f.hash_buckets, f"{key}.hash_buckets", zero_ok=True)
+    if f.kind == "numeric" and f.hash_buckets:
+        raise ConfigError(f"{key}.hash_buckets: only id features (categorical) can be hashed")
 
 
 def _validate_task(t: TaskSpec, key: str) -> None:

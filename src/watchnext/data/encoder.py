@@ -17,6 +17,7 @@ from watchnext.config import FeatureSpec, RunConfig, TaskSpec
 from watchnext.data import expressions
 from watchnext.data.batch import Batch
 from watchnext.data.errors import DataError
+from watchnext.data.hashing import HashedVocabulary, vocabulary_from_json
 from watchnext.data.io import where
 from watchnext.data.vocab import Vocabulary
 
@@ -56,10 +57,12 @@ class FeatureEncoder:
         """Learn vocabularies and numeric statistics from the training table."""
         self.validate(table)
         for f in self.categorical:
-            self.vocabularies[f.name] = Vocabulary.fit(table[f.source], f.min_count, f.max_vocab)
+            self.vocabularies[f.name] = HashedVocabulary(f.hash_buckets) if f.hash_buckets else \
+                Vocabulary.fit(table[f.source], f.min_count, f.max_vocab)
         for f in self.multi:
             tokens = pc.list_flatten(_as_lists(table, f))
-            self.vocabularies[f.name] = Vocabulary.fit(tokens, f.min_count, f.max_vocab)
+            self.vocabularies[f.name] = HashedVocabulary(f.hash_buckets) if f.hash_buckets else \
+                Vocabulary.fit(tokens, f.min_count, f.max_vocab)
         if self.config.bias.device:
             self.vocabularies["__device__"] = Vocabulary.fit(table[self.config.bias.device])
         for f in self.numeric:
@@ -125,7 +128,7 @@ class FeatureEncoder:
             i = int(np.argmax(bad))
             expected = "0 or 1" if task.type == "binary" else "a finite number"
             file, row = where(table, i)
-            raise DataError(f"label for task {task.name!r} is {values[i]!r}, expected {expected}",
+            raise DataError(f"label for task {task.name!r} is {float(values[i]):g}, expected {expected}",
                             file=file, column=_name_for(task.label), row=row)
         values[null] = np.nan
         return values
@@ -140,7 +143,7 @@ class FeatureEncoder:
         if bad.any():
             i = int(np.argmax(bad))
             file, row = where(table, i)
-            reason = "is null" if np.isnan(values[i]) else f"is {values[i]!r}"
+            reason = "is null" if np.isnan(values[i]) else f"is {float(values[i]):g}"
             need = "a non-negative number for log1p" if f.transform.startswith("log1p") else \
                 "a finite number"
             raise DataError(f"value {reason}, expected {need} (feature {f.name!r})",
@@ -179,7 +182,7 @@ class FeatureEncoder:
         if bad.any():
             i = int(np.argmax(bad))
             file, row = where(table, i)
-            raise DataError(f"position {values[i]!r} is not an integer >= 1 (1 = top slot)",
+            raise DataError(f"position {float(values[i]):g} is not an integer >= 1 (1 = top slot)",
                             file=file, column=column, row=row)
         clipped = np.minimum(np.nan_to_num(values, nan=0.0), self.config.bias.max_position)
         return clipped.astype(np.int64)
@@ -199,7 +202,7 @@ class FeatureEncoder:
     @classmethod
     def from_state(cls, config: RunConfig, state: dict[str, Any]) -> FeatureEncoder:
         enc = cls(config)
-        enc.vocabularies = {k: Vocabulary.from_json(v) for k, v in state["vocabularies"].items()}
+        enc.vocabularies = {k: vocabulary_from_json(v) for k, v in state["vocabularies"].items()}
         enc.numeric_stats = {k: (float(v[0]), float(v[1])) for k, v in
                              state["numeric_stats"].items()}
         return enc

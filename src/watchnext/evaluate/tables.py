@@ -19,16 +19,16 @@ def _fmt(value: Any) -> str:
 
 
 def comparison_rows(reports: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: one row per task, one column per (model, metric) present."""
+    """Long format: one row per (task, metric), one column per model, cost in the last row."""
     models = list(reports)
     tasks = list(next(iter(reports.values()))["tasks"])
-    columns = [(m, k) for m in models for k in METRICS
-               if any(k in reports[m]["tasks"][t] for t in tasks)]
-    header = ["task", *[f"{m} {k}" for m, k in columns]]
-    rows = [[t, *[_fmt(reports[m]["tasks"][t].get(k)) for m, k in columns]] for t in tasks]
-    cost = ["multiplications", *[f"{reports[m].get('cost', {}).get('serving', '-'):,}"
-                                 if k == METRICS[0] or k == "rmse" else "" for m, k in columns]]
-    return header, [*rows, cost]
+    header = ["task", "metric", *models]
+    rows = [[task, metric, *[_fmt(reports[m]["tasks"][task].get(metric)) for m in models]]
+            for task in tasks for metric in METRICS
+            if any(metric in reports[m]["tasks"][task] for m in models)]
+    rows.append(["(model)", "multiplications",
+                 *[f"{reports[m].get('cost', {}).get('serving', 0):,}" for m in models]])
+    return header, rows
 
 
 def rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:

@@ -66,8 +66,8 @@ def save_checkpoint(directory: str | Path, *, config: RunConfig, encoder_state: 
 
 
 def mark_latest(run_dir: str | Path, checkpoint: str | Path) -> None:
-    """Point ``run_dir/LATEST`` at a checkpoint folder (atomic rename)."""
-    write_text_atomic(Path(run_dir) / LATEST, Path(checkpoint).name + "\n")
+    """Point ``run_dir/LATEST`` at a checkpoint folder, given relative to ``run_dir`` (atomic)."""
+    write_text_atomic(Path(run_dir) / LATEST, Path(checkpoint).as_posix() + "\n")
 
 
 def resolve(path: str | Path) -> Path:

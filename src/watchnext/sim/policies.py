@@ -1,0 +1,102 @@
+"""Ranking policies that serve simulated traffic: random, popularity, a trained ranker, and a mix.
+
+A policy scores every candidate of every request (``[R, C]``); the world shows the top ``slots``.
+Randomness of a policy is seeded from the traffic it serves, so two arms with the same exploration
+rate explore on the same requests with the same shuffles (common random numbers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from watchnext.api import Ranker
+from watchnext.sim import logs
+from watchnext.sim.world import Outcomes, Traffic, World, slate_positions
+
+_RANDOM_SALT = 7
+
+
+class Policy(Protocol):
+    name: str
+
+    def scores(self, world: World, traffic: Traffic) -> np.ndarray:
+        """A score per candidate ``[R, C]``; higher is shown higher."""
+
+
+class RandomPolicy:
+    """Uniformly random slates: the unbiased exploration log."""
+
+    name = "random"
+
+    def __init__(self, salt: int = _RANDOM_SALT):
+        self.salt = salt
+
+    def scores(self, world: World, traffic: Traffic) -> np.ndarray:
+        rng = np.random.default_rng([world.config.seed, *traffic.key(self.salt)])
+        return rng.random(traffic.shape)
+
+
+class PopularityPolicy:
+    """Most-viewed first: a typical production policy before any learned ranker."""
+
+    name = "popularity"
+
+    def scores(self, world: World, traffic: Traffic) -> np.ndarray:
+        return world.log_popularity[traffic.candidates]
+
+
+class ModelPolicy:
+    """A trained watchnext ranker in serving mode: order by prod_t pred_t ** w_t.
+
+    ``serve_position`` is for a model that takes the slot as an input feature: the position is
+    unknown before ranking, so every candidate is scored as if shown in that slot.
+    """
+
+    def __init__(self, ranker: Ranker, name: str = "model", exponents: Sequence[float] | None = None,
+                 serve_position: int | None = None):
+        self.ranker, self.name = ranker, name
+        self.exponents = list(exponents) if exponents is not None else None
+        self.serve_position = serve_position
+
+    def predictions(self, world: World, traffic: Traffic) -> np.ndarray:
+        """Per-task serving predictions ``[R, C, T]``."""
+        table = logs.candidates(world, traffic, self.serve_position)
+        return self.ranker.predict(table).reshape(*traffic.shape, -1)
+
+    def scores(self, world: World, traffic: Traffic) -> np.ndarray:
+        table = logs.candidates(world, traffic, self.serve_position)
+        return self.ranker.score(table, self.exponents).reshape(traffic.shape)
+
+
+class EpsilonMix:
+    """With probability ``epsilon`` per request, a random slate instead of ``base``'s."""
+
+    def __init__(self, base: Policy, epsilon: float, salt: int = _RANDOM_SALT):
+        self.base, self.epsilon, self.salt = base, epsilon, salt
+        self.name = f"{base.name}+eps{epsilon:g}" if epsilon else base.name
+
+    def scores(self, world: World, traffic: Traffic) -> np.ndarray:
+        scores = self.base.scores(world, traffic)
+        if self.epsilon <= 0:
+            return scores
+        rng = np.random.default_rng([world.config.seed, *traffic.key(self.salt + 1)])
+        explore = rng.random(traffic.shape[0]) < self.epsilon
+        shuffled = RandomPolicy(self.salt).scores(world, traffic)
+        return np.where(explore[:, None], shuffled, scores)
+
+
+def serve(world: World, traffic: Traffic, policy: Policy) -> Outcomes:
+    """Rank with ``policy``, show the top slots, and return the users' responses."""
+    position = slate_positions(policy.scores(world, traffic), world.config.slots)
+    return world.respond(traffic, position)
+
+
+def make_policy(name: str) -> Policy:
+    """A non-learned policy by name (``random`` or ``popularity``)."""
+    policies = {"random": RandomPolicy, "popularity": PopularityPolicy}
+    if name not in policies:
+        raise ValueError(f"unknown policy {name!r}; known: {', '.join(policies)}")
+    return policies[name]()

@@ -1,0 +1,76 @@
+"""Recovering a run: keep the last K step checkpoints, resume from the newest one that verifies.
+
+Checkpoints are written atomically (``checkpoint.save_checkpoint``), so a killed writer leaves only
+a hidden temporary folder; but disks still flip bits and people still copy half a folder. Every
+checkpoint is verified against its SHA-256 list on load; one that fails is refused with the
+reason logged, and the next older one is tried, so one bad checkpoint costs at most
+``checkpoint_every`` steps of work instead of the run.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from watchnext.train import checkpoint as ckpt
+
+CHECKPOINTS = "checkpoints"
+_STEP = re.compile(r"^step-(\d+)$")
+
+
+def step_dir(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINTS / f"step-{step:010d}"
+
+
+def step_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every step checkpoint, newest first (hidden temporaries ignored)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP.match(p.name))]
+    return sorted(found, reverse=True)
+
+
+def newest_valid(run_dir: str | Path, log: Callable[[str], None]
+                 ) -> tuple[dict[str, Any] | None, list[Path]]:
+    """The newest checkpoint that verifies (None when the run has none) and the refused ones.
+
+    Raises ``CheckpointError`` listing every refusal when checkpoints exist but none verifies.
+    """
+    refused: list[Path] = []
+    reasons: list[str] = []
+    for _, path in step_checkpoints(run_dir):
+        try:
+            return ckpt.read_checkpoint(path), refused
+        except ckpt.CheckpointError as exc:
+            refused.append(path)
+            reasons.append(str(exc))
+            log(f"refusing checkpoint {path.name}: {exc}; trying the previous one")
+    if refused:
+        raise ckpt.CheckpointError(f"{run_dir}: no checkpoint verifies:\n  " + "\n  ".join(reasons))
+    return None, []
+
+
+def set_aside(paths: list[Path]) -> None:
+    """Rename refused checkpoints to ``refused-step-N``: kept for inspection, never resumed."""
+    for path in paths:
+        target = path.with_name(f"refused-{path.name}")
+        shutil.rmtree(target, ignore_errors=True)
+        path.rename(target)
+
+
+def prune(run_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` step checkpoints, and temporaries a crash left behind."""
+    for _, path in step_checkpoints(run_dir)[keep:]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_leftovers(run_dir: str | Path) -> None:
+    """Hidden ``.step-*.tmp-PID`` / ``.old-PID`` folders of a writer that was killed."""
+    folder = Path(run_dir) / CHECKPOINTS
+    if folder.is_dir():
+        for path in folder.glob(".step-*"):
+            shutil.rmtree(path, ignore_errors=True)

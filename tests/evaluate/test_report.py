@@ -1,0 +1,25 @@
+from watchnext.api import Ranker
+
+
+def test_report_has_every_section(config, impressions):
+    ranker = Ranker(config).fit(impressions)
+    report = ranker.evaluate(impressions)
+    assert set(report["tasks"]) == {"click", "watch", "like"}
+    assert {"auc", "logloss", "gauc"} <= set(report["tasks"]["click"])
+    assert "rmse" in report["tasks"]["watch"]
+    assert 0 <= report["ndcg_at_k"]["click"] <= 1
+    gates = report["experts"]["mean_gate"]
+    assert all(abs(sum(row) - 1) < 1e-3 for row in gates.values())
+    bias = report["position_bias"]
+    assert set(bias) == {"click", "watch"}
+    assert set(bias["click"]) == {"<oov>", "phone", "tablet", "tv"}
+    assert len(bias["click"]["phone"]) == config.bias.max_position + 1
+
+
+def test_learned_click_bias_falls_with_position(config, impressions):
+    """The synthetic log's click logit falls by 0.4 per slot; the shallow tower should see it."""
+    from tests.conftest import make_impressions
+
+    ranker = Ranker(config.replace(train={"max_epochs": 6})).fit(make_impressions(6000, seed=3))
+    curve = ranker.evaluate(impressions)["position_bias"]["click"]["phone"][1:6]
+    assert curve[0] > curve[2] > curve[4]
