@@ -55,7 +55,8 @@ def test_train_evaluate_inspect(tmp_path):
 def test_sequential_train_and_resume(tmp_path):
     config = _write_run(tmp_path)
     out = tmp_path / "seq"
-    assert runner.invoke(app, ["train", str(config), "--out", str(out), "--sequential", "--quiet"]).exit_code == 0
+    first = runner.invoke(app, ["train", str(config), "--out", str(out), "--sequential", "--quiet"])
+    assert first.exit_code == 0, first.output
     result = runner.invoke(app, ["train", str(config), "--out", str(out), "--sequential", "--resume",
                                  "--quiet"])
     assert result.exit_code == 0, result.output
