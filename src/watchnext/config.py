@@ -21,6 +21,7 @@ TASK_GROUPS = ("engagement", "satisfaction")
 MODEL_KINDS = ("mmoe", "shared_bottom")
 GATE_INPUTS = ("bottom", "input")
 POSITIVE_MAPS = ("exp", "softplus", "identity")
+BIAS_METHODS = ("shallow_tower", "adversarial")
 
 
 class ConfigError(ValueError):
@@ -63,7 +64,11 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class BiasSpec:
-    """Selection-bias features for the shallow tower; empty ``position`` disables it."""
+    """Selection-bias features for the shallow tower; empty ``position`` disables it.
+
+    ``method = "adversarial"`` replaces the shallow tower by a gradient-reversal head that
+    predicts the position from the shared bottom layer (see model/adversarial.py).
+    """
 
     position: str = ""
     device: str = ""
@@ -71,6 +76,8 @@ class BiasSpec:
     position_dropout: float = 0.1
     embedding_dim: int = 8
     hidden_units: tuple[int, ...] = (16,)
+    method: str = "shallow_tower"
+    adversarial_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -325,6 +332,10 @@ def _validate_bias(b: BiasSpec) -> None:
     _positive(b.embedding_dim, "bias.embedding_dim")
     for i, u in enumerate(b.hidden_units):
         _positive(u, f"bias.hidden_units[{i}]")
+    _one_of(b.method, BIAS_METHODS, "bias.method")
+    _positive(b.adversarial_weight, "bias.adversarial_weight")
+    if b.method == "adversarial" and not b.position:
+        raise ConfigError("bias.method: 'adversarial' needs bias.position (what the adversary predicts)")
 
 
 def _validate_model(m: ModelSpec) -> None:

@@ -1,71 +1,127 @@
-"""Point-in-time history features: a user's or a video's past rates, from earlier days only.
+"""Point-in-time history features: a user's or a video's past behaviour, from earlier days only.
 
 Production rankers lean on such features. Each row sees only rows of strictly earlier days, so
-no label of its own day (or later) leaks into its features.
+no label of its own day (or later) leaks into its features:
 
     rate(key, label, day) = (sum of label over key's rows before day + m * prior(day))
-                            / (count of key's rows before day + m)
+                            / (count of key's labelled rows before day + m)
 
-where prior(day) is the global mean of the label before that day (0 on the first day).
+where prior(day) is the global mean of the label before that day (0 on the first day) and m the
+smoothing strength, so a key seen once is pulled towards the average instead of reading 0 or 1.
+A NaN label (e.g. a watch ratio of a video of unknown length) counts neither in the sum nor in
+the count. Besides rates, a key gets its log count of past rows and how many days ago it was
+first and last seen (0 when never seen), which tell the model how far to trust the rates.
+
+Everything is computed on a dense (key x day) grid: with days counted in the tens and keys in the
+thousands it is small, and a cumulative sum along the day axis reads like the definition.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 
-def _codes(column: pa.ChunkedArray) -> np.ndarray:
-    return pc.dictionary_encode(column.combine_chunks()).indices.to_numpy().astype(np.int64)
+@dataclass(frozen=True)
+class DayGrid:
+    """Per-row sums over one key's rows on earlier days (optionally only the last ``window``)."""
+
+    counts: np.ndarray  # [N, L] labelled rows before the row's day, per label
+    sums: np.ndarray  # [N, L] label sums over those rows
+    rows: np.ndarray  # [N] rows before the row's day, labelled or not
 
 
-def _before_day(keys: np.ndarray, days: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per row: count and per-label sums over the same key's rows on strictly earlier days."""
-    n_days = days.max() + 1
-    pair = keys * n_days + days
-    uniq, inverse = np.unique(pair, return_inverse=True)
-    counts = np.bincount(inverse).astype(np.float64)
-    sums = np.stack([np.bincount(inverse, weights=v) for v in values.T], axis=1)
-    pair_key = uniq // n_days
-    starts = np.r_[True, pair_key[1:] != pair_key[:-1]]  # uniq is sorted by key, then day
-    group = np.cumsum(starts) - 1
+def day_rank(days: np.ndarray) -> np.ndarray:
+    """0-based chronological index of each row's day (days sort chronologically, e.g. YYYYMMDD)."""
+    return np.unique(days, return_inverse=True)[1].astype(np.int64).reshape(-1)
 
-    def exclusive_cumsum(x: np.ndarray) -> np.ndarray:
-        total = np.cumsum(x, axis=0)
-        first = np.flatnonzero(starts)
-        return total - x - (total - x)[first][group]
 
-    prior_counts = exclusive_cumsum(counts)
-    prior_sums = exclusive_cumsum(sums)
-    return prior_counts[inverse], prior_sums[inverse]
+def key_codes(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Dense integer codes for a key column (nulls share one code)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    codes = pc.dictionary_encode(column).indices
+    return pc.fill_null(codes, -1).to_numpy(zero_copy_only=False).astype(np.int64) + 1
+
+
+def _grid(codes: np.ndarray, rank: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """[n_keys, n_days] totals of ``weights`` per key and day."""
+    n_keys, n_days = int(codes.max()) + 1, int(rank.max()) + 1
+    flat = np.bincount(codes * n_days + rank, weights=weights, minlength=n_keys * n_days)
+    return flat.reshape(n_keys, n_days)
+
+
+def _before(grid: np.ndarray, window: int) -> np.ndarray:
+    """[n_keys, n_days]: totals over days strictly before each day (the last ``window`` if > 0)."""
+    cumulative = np.cumsum(grid, axis=1)
+    before = np.zeros_like(cumulative)
+    before[:, 1:] = cumulative[:, :-1]
+    if window > 0:
+        dropped = np.zeros_like(cumulative)
+        dropped[:, window + 1:] = cumulative[:, :-window - 1]
+        before -= dropped
+    return before
+
+
+def prior_day_stats(codes: np.ndarray, rank: np.ndarray, values: np.ndarray, window: int = 0
+                    ) -> DayGrid:
+    """Counts and sums of each label over the same key's rows on earlier days only."""
+    present = ~np.isnan(values)
+    filled = np.where(present, values, 0.0)
+    counts = np.stack([_before(_grid(codes, rank, present[:, j].astype(np.float64)), window)
+                       [codes, rank] for j in range(values.shape[1])], axis=1)
+    sums = np.stack([_before(_grid(codes, rank, filled[:, j]), window)[codes, rank]
+                     for j in range(values.shape[1])], axis=1)
+    rows = _before(_grid(codes, rank, np.ones(len(codes))), window)[codes, rank]
+    return DayGrid(counts=counts, sums=sums, rows=rows)
+
+
+def global_prior(rank: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """[N, L]: each label's mean over all rows of earlier days (0 on the first day)."""
+    stats = prior_day_stats(np.zeros(len(rank), np.int64), rank, values)
+    return np.where(stats.counts > 0, stats.sums / np.maximum(stats.counts, 1.0), 0.0)
+
+
+def days_seen(codes: np.ndarray, rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: days since the key was first and last seen on an earlier day (0 if never)."""
+    seen = _grid(codes, rank, np.ones(len(codes))) > 0
+    n_days = seen.shape[1]
+    day = np.arange(n_days)
+    first = np.where(seen, day, n_days)
+    first = np.minimum.accumulate(first, axis=1)
+    last = np.maximum.accumulate(np.where(seen, day, -1), axis=1)
+    first_before = np.full_like(first, n_days)
+    last_before = np.full_like(last, -1)
+    first_before[:, 1:], last_before[:, 1:] = first[:, :-1], last[:, :-1]
+    since_first = np.where(first_before < n_days, day - first_before, 0)[codes, rank]
+    since_last = np.where(last_before >= 0, day - last_before, 0)[codes, rank]
+    return since_first.astype(np.float64), since_last.astype(np.float64)
 
 
 def add_history_features(table: pa.Table, keys: list[str], labels: Mapping[str, np.ndarray],
-                         day_column: str, smoothing: float = 20.0) -> pa.Table:
-    """Append ``{key}_hist_n`` (log1p count) and ``{key}_hist_{label}`` (smoothed rate) columns."""
-    day_values = table[day_column].to_numpy()
-    rank = np.unique(day_values, return_inverse=True)[1].astype(np.int64)  # sorted = chronological
+                         day_column: str, smoothing: float = 20.0, window: int = 0,
+                         prefix: str = "hist") -> pa.Table:
+    """Append, per key, ``{key}_{prefix}_n`` (log1p past rows), ``{key}_{prefix}_{label}``
+    (smoothed rates) and, for the full history, ``{key}_{prefix}_first`` / ``_last`` (days since
+    the key was first / last seen). ``window > 0`` restricts the history to that many past days.
+    """
+    rank = day_rank(table[day_column].to_numpy())
     names = list(labels)
     values = np.stack([np.asarray(labels[n], dtype=np.float64) for n in names], axis=1)
-    prior = _global_prior(rank, values)
+    prior = global_prior(rank, values)
     for key in keys:
-        count, sums = _before_day(_codes(table[key]), rank, values)
-        table = table.append_column(f"{key}_hist_n", pa.array(np.log1p(count)))
-        rates = (sums + smoothing * prior) / (count[:, None] + smoothing)
+        codes = key_codes(table[key])
+        stats = prior_day_stats(codes, rank, values, window)
+        table = table.append_column(f"{key}_{prefix}_n", pa.array(np.log1p(stats.rows)))
+        rates = (stats.sums + smoothing * prior) / (stats.counts + smoothing)
         for j, name in enumerate(names):
-            table = table.append_column(f"{key}_hist_{name}", pa.array(rates[:, j]))
+            table = table.append_column(f"{key}_{prefix}_{name}", pa.array(rates[:, j]))
+        if window == 0:
+            since_first, since_last = days_seen(codes, rank)
+            table = table.append_column(f"{key}_{prefix}_first", pa.array(since_first))
+            table = table.append_column(f"{key}_{prefix}_last", pa.array(since_last))
     return table
-
-
-def _global_prior(rank: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Per row: the mean of each label over all rows of earlier days (0 on the first day)."""
-    n_days = rank.max() + 1
-    counts = np.bincount(rank, minlength=n_days).astype(np.float64)
-    sums = np.stack([np.bincount(rank, weights=v, minlength=n_days) for v in values.T], axis=1)
-    before_n = np.cumsum(counts) - counts
-    before_s = np.cumsum(sums, axis=0) - sums
-    means = np.where(before_n[:, None] > 0, before_s / np.maximum(before_n, 1)[:, None], 0.0)
-    return means[rank]

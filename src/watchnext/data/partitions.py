@@ -42,6 +42,7 @@ class BadFile:
     """A file skipped as a whole (``--skip-bad-rows``); ``rows`` is None when the footer is gone."""
 
     path: str
+    day: str
     reason: str
     rows: int | None
     message: str
@@ -118,7 +119,7 @@ def discover_days(root: str | Path, config: RunConfig, skip_bad: bool = False
             except _BadFile as exc:
                 if not skip_bad:
                     raise exc.error from None
-                bad.append(BadFile(str(path), exc.reason, exc.rows, str(exc.error)))
+                bad.append(BadFile(str(path), name, exc.reason, exc.rows, str(exc.error)))
         partitions.append(day)
     return partitions, bad
 

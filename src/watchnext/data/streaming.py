@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from watchnext.config import RunConfig
+from watchnext.config import ConfigError, RunConfig
 from watchnext.data.batch import Batch
 from watchnext.data.encoder import FeatureEncoder
 from watchnext.data.errors import DataError
@@ -52,9 +52,9 @@ class StreamLayout:
     def build(cls, batch_size: int, shards: int, shuffle_buffer: int,
               read_rows: int = 65_536) -> StreamLayout:
         if shards < 1:
-            raise ValueError(f"shards must be >= 1, got {shards}")
+            raise ConfigError(f"shards: must be >= 1, got {shards}")
         if batch_size % shards:
-            raise ValueError(f"train.batch_size ({batch_size}) must be divisible by the number of "
+            raise ConfigError(f"train.batch_size ({batch_size}) must be divisible by the number of "
                              f"shards ({shards}): every shard contributes an equal part to a step")
         part = batch_size // shards
         window = max(part, math.ceil(max(shuffle_buffer, 1) / part) * part)

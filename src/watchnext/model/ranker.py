@@ -18,6 +18,7 @@ from torch import nn
 from watchnext.config import RunConfig
 from watchnext.data.batch import Batch
 from watchnext.data.encoder import FeatureEncoder
+from watchnext.model.adversarial import PositionAdversary
 from watchnext.model.inputs import InputLayer
 from watchnext.model.layers import GroupedMLP, mlp
 from watchnext.model.mmoe import MMoE
@@ -30,6 +31,7 @@ class RankerOutput:
     main_logits: torch.Tensor  # [N, T] the main model alone: the unbiased utility
     gates: torch.Tensor | None  # [N, T, E] for MMoE
     bias: torch.Tensor | None  # [N, n_engagement] shallow-tower logits
+    position_logits: torch.Tensor | None = None  # [N, max_position + 1] adversary (training only)
 
 
 class MultitaskRanker(nn.Module):
@@ -55,11 +57,16 @@ class MultitaskRanker(nn.Module):
         engagement = [i for i, t in enumerate(tasks) if t.group == "engagement"]
         self.register_buffer("engagement_index", torch.tensor(engagement, dtype=torch.long))
         self.shallow_tower: ShallowTower | None = None
-        if config.bias.position and engagement:
+        if config.bias.position and engagement and config.bias.method == "shallow_tower":
             b = config.bias
             self.shallow_tower = ShallowTower(b.max_position, encoder.num_devices,
                                               len(engagement), b.embedding_dim, b.hidden_units,
                                               b.position_dropout)
+
+        self.adversary: PositionAdversary | None = None
+        if config.bias.position and config.bias.method == "adversarial":
+            self.adversary = PositionAdversary(bottom_dim, config.bias.max_position,
+                                               config.bias.adversarial_weight)
 
     def forward(self, batch: Batch, serving: bool = False) -> RankerOutput:
         """``serving=True`` treats the position as missing, whatever the batch holds."""
@@ -76,7 +83,8 @@ class MultitaskRanker(nn.Module):
             position = torch.zeros_like(batch.position) if serving else batch.position
             bias = self.shallow_tower(position, batch.device)
             logits = main_logits.index_add(1, self.engagement_index, bias)
-        return RankerOutput(logits, main_logits, gates, bias)
+        position_logits = self.adversary(h) if self.adversary is not None else None
+        return RankerOutput(logits, main_logits, gates, bias, position_logits)
 
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         """Per-task predictions: probabilities for binary tasks, values for regression."""

@@ -47,7 +47,7 @@ def randomized_svd(matrix: torch.Tensor, rank: int, seed: int, oversample: int =
     """
     n = matrix.shape[1]
     width = min(rank + oversample, n)
-    forward, backward = matrix.to_sparse_csr(), matrix.t().coalesce().to_sparse_csr()
+    forward, backward = matrix, matrix.t().coalesce()
     generator = torch.Generator().manual_seed(seed)
     q = torch.linalg.qr(forward @ torch.randn(n, width, generator=generator,
                                               dtype=matrix.dtype))[0]
@@ -110,10 +110,9 @@ class EmbeddingRetrieval(CandidateSource):
         vectors = np.zeros((n, self.dim), np.float32)
         if len(rows):
             values = ppmi(rows, cols, counts.astype(np.float64), n)
-            matrix = torch.sparse_coo_tensor(np.stack([rows, cols]), values, (n, n),
-                                             check_invariants=True).coalesce()
             rank = min(self.dim, n)
-            with single_thread():
+            with single_thread(), torch.sparse.check_sparse_tensor_invariants(enable=True):
+                matrix = torch.sparse_coo_tensor(np.stack([rows, cols]), values, (n, n)).coalesce()
                 u, s = randomized_svd(matrix, rank, self.seed)
             vectors[:, :rank] = (u * s.sqrt()).numpy()
             vectors[np.diff(indptr) == 0] = 0.0

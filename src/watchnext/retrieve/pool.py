@@ -128,7 +128,7 @@ class CandidatePool:
 
 
 def default_pool(table: pa.Table, columns: LogColumns | None = None, max_candidates: int = 300,
-                 topic_column: str = "") -> CandidatePool:
+                 topic_column: str = "topic") -> CandidatePool:
     """The standard pool: co-watch, embeddings, topic (only when the column exists), popular.
 
     Quotas (in shares of the pool) give the similarity sources most of it and keep popular/fresh

@@ -1,9 +1,121 @@
-"""CLI commands of the service (``watchnext serve``, ``watchnext recommend``)."""
+"""CLI commands of the service: ``build-service``, ``recommend`` and ``serve``.
+
+They only parse arguments and print; the work is in ``build_model_dir``, ``ServingModel`` and
+``run_server``.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from watchnext.serve.model_dir import ModelDirError
+from watchnext.serve.registry import VersionNotFound
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def build_service(
+    config: Annotated[Path, typer.Argument(help="Run config (TOML), e.g. configs/kuairand_v1.toml")],
+    out: Annotated[Path, typer.Argument(help="Model directory to write (e.g. models/v1)")],
+    train: Annotated[list[str] | None, typer.Option(help="Training logs (default: the config's "
+                                                         "data.train, else its bundled dataset)")
+                     ] = None,
+    valid: Annotated[list[str] | None, typer.Option(help="Validation logs")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override train.max_epochs")] = None,
+    item_column: Annotated[str, typer.Option(help="The video id column")] = "video_id",
+    max_candidates: Annotated[int, typer.Option(min=1, help="Candidate pool cap")] = 300,
+    onnx: Annotated[bool, typer.Option(help="Export the serving graph to ONNX")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists")] = False,
+) -> None:
+    """Train a ranker and write a servable model directory (retrieval + features + ONNX)."""
+    from watchnext.config import load_config
+    from watchnext.serve.data import training_tables
+    from watchnext.serve.model_dir import build_model_dir
+
+    cfg = load_config(config)
+    if epochs is not None:
+        cfg = cfg.replace(train={"max_epochs": epochs})
+    train_table, valid_table = training_tables(cfg, train, valid)
+    try:
+        path = build_model_dir(cfg, train_table, out, valid=valid_table, item_column=item_column,
+                               max_candidates=max_candidates, onnx=onnx, overwrite=overwrite,
+                               log=console.print)
+    except ModelDirError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    manifest = json.loads((path / "service.json").read_text())
+    console.print(f"ONNX: {json.dumps(manifest['onnx'])}")
+
+
+def recommend(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory or a registry of them")],
+    user: Annotated[str | None, typer.Option(help="User id (omit for an anonymous user)")] = None,
+    video: Annotated[str | None, typer.Option(help="The video being watched")] = None,
+    k: Annotated[int, typer.Option(min=1, max=100, help="How many to return")] = 10,
+    device: Annotated[str | None, typer.Option(help="Device type")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Print the watch-next list for a user watching a video."""
+    from watchnext.serve.registry import ModelRegistry
+
+    try:
+        model = ModelRegistry(model_dir, backend="auto").load()
+    except (ModelDirError, VersionNotFound) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    ranking = model.watch_next(user, video, device, k=k)
+    if as_json:
+        console.print_json(json.dumps({
+            "model_version": ranking.model_version, "known_user": ranking.known_user,
+            "known_video": ranking.known_video, "candidates": ranking.candidates,
+            "items": [{"rank": r, "video_id": i.video_id, "score": i.score,
+                       "predictions": i.predictions, "source": i.source, "sources": i.sources}
+                      for r, i in enumerate(ranking.items, start=1)]}))
+        return
+    table = Table(title=f"watch next for user {user or '(anonymous)'} after video {video or '-'} "
+                        f"(model {ranking.model_version}, {ranking.candidates} candidates"
+                        f"{'' if ranking.known_user else ', new user'}"
+                        f"{'' if ranking.known_video or video is None else ', unknown video'})")
+    for column in ("#", "video", "score", *model.task_names, "source"):
+        table.add_column(column, justify="left" if column in ("video", "source") else "right")
+    for r, item in enumerate(ranking.items, start=1):
+        table.add_row(str(r), item.video_id, f"{item.score:.3e}",
+                      *(f"{item.predictions[t]:.3f}" for t in model.task_names),
+                      ", ".join(item.sources))
+    console.print(table)
+
+
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory or a registry of them")],
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port")] = 8000,
+    version: Annotated[str | None, typer.Option(help="Version to serve (default: newest)")] = None,
+    backend: Annotated[str, typer.Option(help="auto | onnx | torch")] = "auto",
+    threads: Annotated[int, typer.Option(min=1, help="Threads per inference")] = 1,
+) -> None:
+    """Serve the HTTP API, the web page (/) and the docs (/docs). Admin reload needs
+    WATCHNEXT_ADMIN_TOKEN set."""
+    from watchnext.serve.server import run_server
+
+    if backend not in ("auto", "onnx", "torch"):
+        err.print(f"[red]error:[/red] --backend must be auto, onnx or torch, not {backend!r}")
+        raise typer.Exit(2)
+    try:
+        run_server(model_dir, host, port, version, backend, threads)  # type: ignore[arg-type]
+    except (ModelDirError, VersionNotFound) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main CLI."""
+    app.command("build-service")(build_service)
+    app.command("recommend")(recommend)
+    app.command("serve")(serve)

@@ -22,6 +22,7 @@ from watchnext.sim.world_config import WorldConfig
 
 _MIN_INTEREST = 1e-3
 _HERMITE_NODES = 24
+_CHUNK = 2048
 NOISE_FIELDS = ("exam", "click", "like", "dismiss", "survey", "watch", "rating")
 
 
@@ -111,20 +112,37 @@ class World:
         traffics of the same day (e.g. training logs vs the experiment's evaluation traffic)."""
         rng = np.random.default_rng([self.config.seed, 1, stream, day])
         users = rng.choice(len(self.activity), size=requests, p=self.activity)
-        topic_weight = np.log(self.interest[users][:, self.topic])  # [R, V]
-        query = _gumbel_top_k(topic_weight + self.log_popularity, 1, rng)[:, 0]
+        query = self._query_videos(users, rng)
         c = self.config.candidates
-        match = self.topic[None, :] == self.topic[query][:, None]
-        logits = (c.popularity_power * self.log_popularity + c.interest_power * topic_weight
-                  + np.log1p(c.query_boost * match))
-        logits[np.arange(requests), query] = -np.inf
-        candidates = _gumbel_top_k(logits, c.count, rng)
+        log_interest = np.log(self.interest[users]).astype(np.float32)  # [R, T]
+        boost = np.float32(np.log1p(c.query_boost))
+        candidates = np.empty((requests, c.count), dtype=np.int64)
+        for start in range(0, requests, _CHUNK):
+            rows = slice(start, start + _CHUNK)
+            logits = (np.float32(c.popularity_power) * self.log_popularity.astype(np.float32)
+                      + np.float32(c.interest_power) * log_interest[rows][:, self.topic]
+                      + boost * (self.topic[None, :] == self.topic[query[rows]][:, None]))
+            logits[np.arange(len(logits)), query[rows]] = -np.inf
+            candidates[rows] = _gumbel_top_k(logits, c.count, rng)
         shape = candidates.shape
         noise = {name: rng.random(shape) for name in NOISE_FIELDS[:5]}
         noise |= {name: rng.standard_normal(shape) for name in NOISE_FIELDS[5:]}
         base = (stream * 100_000 + day) * 10_000_000
         return Traffic(day, stream, base + np.arange(requests, dtype=np.int64), users,
                        self.user_device[users], query, candidates, noise)
+
+    def _query_videos(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The video each user is watching: a topic from their interest, then a video of that
+        topic with probability proportional to its popularity."""
+        topic = _categorical(self.interest[users], rng)
+        by_topic = np.argsort(self.topic, kind="stable")
+        popularity = np.exp(self.log_popularity[by_topic])
+        sorted_topic = self.topic[by_topic]
+        totals = np.bincount(sorted_topic, weights=popularity, minlength=self.config.topics)
+        within = (np.cumsum(popularity) - np.r_[0.0, np.cumsum(totals)][sorted_topic]) / totals[sorted_topic]
+        cumulative = sorted_topic + within  # increasing; topic t's videos cover (t, t + 1]
+        index = np.searchsorted(cumulative, topic + rng.random(len(users)), side="right")
+        return by_topic[np.minimum(index, len(by_topic) - 1)]
 
     def interest_score(self, users: np.ndarray, videos: np.ndarray) -> np.ndarray:
         """log(T * theta_u[topic_v]): 0 for a user indifferent to the topic."""
@@ -182,9 +200,17 @@ def slate_positions(scores: np.ndarray, slots: int) -> np.ndarray:
     return position
 
 
+def _categorical(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per row of a row-stochastic matrix ``probs``."""
+    cumulative = np.cumsum(probs, axis=1)
+    draws = rng.random(len(probs))[:, None] * cumulative[:, -1:]
+    return np.minimum((cumulative < draws).sum(axis=1), probs.shape[1] - 1)
+
+
 def _gumbel_top_k(logits: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """k distinct indices per row, drawn without replacement with probability ~ exp(logits)."""
-    keys = logits + rng.gumbel(size=logits.shape)
+    uniform = rng.random(logits.shape, dtype=np.float32)
+    keys = logits - np.log(-np.log(np.maximum(uniform, np.float32(1e-30))))
     top = np.argpartition(-keys, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1, kind="stable")
     return np.take_along_axis(top, order, axis=1)

@@ -29,8 +29,8 @@ class DeviceSpec:
 
 
 def _default_devices() -> tuple[DeviceSpec, ...]:
-    return (DeviceSpec("phone", 0.45, 0.95, 0.9), DeviceSpec("desktop", 0.25, 0.9, 0.5),
-            DeviceSpec("tablet", 0.15, 0.95, 0.7), DeviceSpec("tv", 0.15, 1.0, 1.4))
+    return (DeviceSpec("phone", 0.4, 0.95, 0.9), DeviceSpec("desktop", 0.2, 0.9, 0.6),
+            DeviceSpec("tablet", 0.2, 0.95, 0.75), DeviceSpec("tv", 0.2, 1.0, 1.1))
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class BehaviourSpec:
     utility_quality: float = 0.8
     utility_match: float = 0.6
     clickbait_penalty: float = 2.5
-    click_intercept: float = -3.0
+    click_intercept: float = -2.5
     click_utility: float = 0.8
     click_clickbait: float = 2.0
     completion_intercept: float = 0.0

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from watchnext.config import RunConfig
 from watchnext.data.batch import Batch, iterate
 from watchnext.data.encoder import FeatureEncoder
+from watchnext.model.adversarial import position_loss
 from watchnext.model.ranker import MultitaskRanker
 from watchnext.train import checkpoint as ckpt
 from watchnext.train.losses import per_task_losses, weighted_total
@@ -89,8 +90,11 @@ class Trainer:
     def train_step(self, mb: Batch) -> torch.Tensor:
         out = self.model(mb)
         losses = per_task_losses(out.logits, mb.labels, self.model.is_binary)
+        total = weighted_total(losses, self.loss_weights)
+        if out.position_logits is not None:
+            total = total + position_loss(out.position_logits, mb.position)
         self.optimizer.zero_grad(set_to_none=True)
-        weighted_total(losses, self.loss_weights).backward()
+        total.backward()
         self.optimizer.step()
         self.step += 1
         return losses.detach()

@@ -1,8 +1,8 @@
 """KuaiRand-27K sample (CC BY-SA 4.0) and its benchmark protocol, ``kuairand-sample v1``.
 
 Split by date: train 2022-04-08..17, validation 2022-04-18, test 2022-04-19..21. Features are the
-allowed ones (ids, the user table, hour, weekday, video length) plus point-in-time history rates of
-the user and the video computed from earlier days only; no label column is ever a feature.
+allowed ones (ids, the user table, hour, weekday, video length) plus point-in-time history of the
+user and the video computed from earlier days only; no label column is ever a feature.
 """
 
 from __future__ import annotations
@@ -21,27 +21,57 @@ PROTOCOL = "kuairand-sample-v1"
 SPLITS = {"train": (20220408, 20220417), "valid": (20220418, 20220418),
           "test": (20220419, 20220421)}
 HISTORY_LABELS = ("is_click", "long_view", "label", "is_comment", "is_follow", "is_forward")
+LABEL_COLUMNS = (*HISTORY_LABELS, "play_time_ms", "comment_stay_time", "is_profile_enter")
+RECENT_DAYS = 3
+MAX_WATCH_RATIO = 5.0
 
 
 def load_interactions() -> pa.Table:
-    """All 41,828 rows with user features joined and derived context columns added."""
+    """All 41,828 rows with user features joined and derived context and history columns added."""
     folder = bundled_path("kuairand_sample")
     rows = pq.read_table(folder / "interactions.parquet")
     users = pq.read_table(folder / "user_features.parquet")
     rows = rows.join(users, "user_id", join_type="left outer").sort_by(
         [("date", "ascending"), ("time_ms", "ascending")])
+    rows = add_context(rows)
+    labels = history_labels(rows)
+    rows = add_history_features(rows, ["user_id", "video_id", "user_length"], labels, "date")
+    return add_history_features(rows, ["user_id"], labels, "date", window=RECENT_DAYS,
+                                prefix="recent")
+
+
+def add_context(rows: pa.Table) -> pa.Table:
+    """Hour of day, weekday, and the (user, video-length bucket) key for the length history."""
     rows = rows.append_column("hour", pc.divide(rows["hourmin"], 100))
     weekdays = [dt.date(d // 10000, d // 100 % 100, d % 100).weekday()
                 for d in rows["date"].to_pylist()]
     rows = rows.append_column("weekday", pa.array(weekdays, pa.int64()))
-    watch = np.log1p(rows["play_time_ms"].to_numpy() / 1000.0)
+    buckets = length_bucket(rows["duration_ms"].to_numpy())
+    keys = [f"{u}:{b}" for u, b in zip(rows["user_id"].to_pylist(), buckets.tolist(), strict=True)]
+    return rows.append_column("user_length", pa.array(keys, pa.string()))
+
+
+def length_bucket(duration_ms: np.ndarray) -> np.ndarray:
+    """Coarse video-length class (unknown, <15 s, <30 s, <60 s, <3 min, longer): a user's taste
+    for long or short videos is what the (user, length) history captures."""
+    seconds = np.asarray(duration_ms, dtype=np.float64) / 1000.0
+    return np.where(seconds <= 0, 0, 1 + np.searchsorted([15.0, 30.0, 60.0, 180.0], seconds))
+
+
+def history_labels(rows: pa.Table) -> dict[str, np.ndarray]:
+    """The per-row outcomes whose past averages become features (only ever of earlier days)."""
     labels = {name: rows[name].to_numpy().astype(np.float64) for name in HISTORY_LABELS}
-    labels["watch_time"] = watch
-    return add_history_features(rows, ["user_id", "video_id"], labels, "date")
+    play = rows["play_time_ms"].to_numpy().astype(np.float64)
+    duration = rows["duration_ms"].to_numpy().astype(np.float64)
+    labels["watch_time"] = np.log1p(play / 1000.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        labels["watch_ratio"] = np.where(duration > 0, np.minimum(play / duration, MAX_WATCH_RATIO),
+                                         np.nan)
+    return labels
 
 
 def load_splits() -> dict[str, pa.Table]:
-    """``train`` / ``valid`` / ``test`` by the protocol's dates, plus ``days``: train per day."""
+    """``train`` / ``valid`` / ``test`` by the protocol's dates."""
     rows = load_interactions()
     out = {}
     for split, (first, last) in SPLITS.items():

@@ -1,0 +1,235 @@
+"""Experiment configs (``experiment_*.toml``): a world, training logs, arms and what to measure.
+
+    name = "table2"
+    kind = "arms"                 # arms | polarisation | sweep | feedback
+    seed = 0                      # seeds the world, the traffic and the training
+    world = "sim_world.toml"      # paths relative to this file
+    ranker = "sim_ranker.toml"    # the base run config every arm starts from
+
+    [logging]                     # the logs every arm is trained on
+    policy = "popularity"         # random | popularity
+    epsilon = 0.2                 # share of requests given a random slate
+    days = 3
+    requests_per_day = 15000
+
+    [evaluation]                  # the live test: fresh traffic served by every arm
+    requests = 20000
+    control = "no_debiasing"
+
+    [[arms]]
+    name = "no_debiasing"
+    bias = { position = "" }      # merged into the ranker config's [bias]; also model, train
+
+Every error names its key (``arms[2].bias.method``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from watchnext.config import ConfigError, RunConfig, load_config
+from watchnext.sim.spec import build, check, one_of, positive, unit
+from watchnext.sim.world_config import WorldConfig, load_world
+
+KINDS = ("arms", "polarisation", "sweep", "feedback")
+LOGGING_POLICIES = ("random", "popularity")
+ARM_POLICIES = ("model", "random", "popularity")
+RUN_SECTIONS = ("model", "bias", "train")
+
+
+@dataclass(frozen=True)
+class LoggingSpec:
+    policy: str = "popularity"
+    epsilon: float = 0.2
+    days: int = 3
+    requests_per_day: int = 15000
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    requests: int = 20000
+    control: str = ""
+    epsilon: float = 0.0
+    ndcg_k: int = 10
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """One arm: a policy, or a ranker built from the base config with these overrides.
+
+    ``cost`` > 0 resizes the model to that multiple of the base config's multiplications;
+    ``position_feature`` adds the display position as an ordinary input, set to
+    ``serve_position`` for every candidate at serving.
+    """
+
+    name: str
+    policy: str = "model"
+    model: dict[str, Any] = field(default_factory=dict)
+    bias: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    cost: float = 0.0
+    position_feature: bool = False
+    serve_position: int = 1
+    exponents: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class PolarisationSpec:
+    seeds: int = 6
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """Multipliers of the config's engagement and satisfaction exponents, crossed."""
+
+    arm: str = ""
+    engagement: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+    satisfaction: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+
+
+@dataclass(frozen=True)
+class FeedbackSpec:
+    """Each arm retrains on the last ``window`` days of its own logs, for ``rounds`` rounds."""
+
+    rounds: int = 3
+    requests_per_round: int = 15000
+    window: int = 3
+    epsilon: float = 0.05
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    kind: str
+    arms: tuple[ArmSpec, ...]
+    seed: int = 0
+    description: str = ""
+    world: str = "sim_world.toml"
+    ranker: str = "sim_ranker.toml"
+    save_models: bool = False
+    logging: LoggingSpec = field(default_factory=LoggingSpec)
+    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
+    polarisation: PolarisationSpec = field(default_factory=PolarisationSpec)
+    sweep: SweepSpec = field(default_factory=SweepSpec)
+    feedback: FeedbackSpec = field(default_factory=FeedbackSpec)
+
+    @property
+    def control(self) -> str:
+        return self.evaluation.control or self.arms[0].name
+
+    def arm(self, name: str) -> ArmSpec:
+        return next(a for a in self.arms if a.name == name)
+
+
+@dataclass
+class Experiment:
+    """A loaded experiment: its config, the world it runs in and the base ranker config."""
+
+    config: ExperimentConfig
+    world: WorldConfig
+    ranker: RunConfig
+    source: Path | None = None
+
+
+def experiment_from_dict(raw: dict[str, Any], base_dir: str | Path = ".") -> Experiment:
+    """Validate an experiment config; ``world`` and ``ranker`` resolve against ``base_dir``."""
+    cfg = build(ExperimentConfig, raw, "")
+    _validate(cfg)
+    base_dir = Path(base_dir)
+    world = load_world(_resolve(cfg.world, base_dir, "world"))
+    world = WorldConfig(**{**world.__dict__, "seed": cfg.seed})
+    ranker = load_config(_resolve(cfg.ranker, base_dir, "ranker"))
+    for i, arm in enumerate(cfg.arms):
+        if arm.policy == "model":
+            run_config(ranker, arm, where=f"arms[{i}]")
+    if cfg.kind in ("sweep", "polarisation", "feedback"):
+        check(any(a.policy == "model" for a in cfg.arms), "arms",
+              f"a {cfg.kind} experiment needs at least one arm with policy 'model'")
+    return Experiment(cfg, world, ranker)
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read experiment config: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        experiment = experiment_from_dict(raw, path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    experiment.source = path
+    return experiment
+
+
+def run_config(base: RunConfig, arm: ArmSpec, where: str = "arm") -> RunConfig:
+    """The arm's run config: the base with the arm's sections merged in, validated."""
+    sections = {name: getattr(arm, name) for name in RUN_SECTIONS if getattr(arm, name)}
+    if arm.position_feature:
+        position = base.bias.position or "position"
+        features = [*base.to_dict()["features"],
+                    {"name": "display_position", "kind": "categorical", "column": position,
+                     "embedding_dim": 4}]
+        sections["features"] = features
+        sections["bias"] = {**sections.get("bias", {}), "position": "", "device": ""}
+    try:
+        cfg = base.replace(**sections)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.{exc}") from exc
+    if arm.exponents:
+        check(len(arm.exponents) == len(cfg.tasks), f"{where}.exponents",
+              f"needs one exponent per task ({len(cfg.tasks)}), got {len(arm.exponents)}")
+    return cfg
+
+
+def _resolve(path: str, base_dir: Path, key: str) -> Path:
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        candidate = base_dir / candidate
+    if not candidate.exists():
+        raise ConfigError(f"{key}: no such file {str(candidate)!r}")
+    return candidate
+
+
+def _validate(cfg: ExperimentConfig) -> None:
+    one_of(cfg.kind, KINDS, "kind")
+    check(bool(cfg.name), "name", "must not be empty")
+    lg, ev = cfg.logging, cfg.evaluation
+    one_of(lg.policy, LOGGING_POLICIES, "logging.policy")
+    unit(lg.epsilon, "logging.epsilon")
+    positive(lg.days, "logging.days")
+    check(lg.days >= 2, "logging.days", f"needs at least 2 days (train + validation), got {lg.days}")
+    positive(lg.requests_per_day, "logging.requests_per_day")
+    positive(ev.requests, "evaluation.requests")
+    unit(ev.epsilon, "evaluation.epsilon")
+    positive(ev.ndcg_k, "evaluation.ndcg_k")
+    check(bool(cfg.arms), "arms", "at least one arm is required")
+    names = [a.name for a in cfg.arms]
+    for i, arm in enumerate(cfg.arms):
+        key = f"arms[{i}]"
+        check(bool(arm.name) and names.index(arm.name) == i, f"{key}.name",
+              f"must be a unique non-empty name, got {arm.name!r}")
+        one_of(arm.policy, ARM_POLICIES, f"{key}.policy")
+        positive(arm.cost, f"{key}.cost", zero_ok=True)
+        positive(arm.serve_position, f"{key}.serve_position")
+        if arm.policy != "model":
+            for section in (*RUN_SECTIONS, "exponents"):
+                check(not getattr(arm, section), f"{key}.{section}",
+                      f"only arms with policy 'model' take a {section} section")
+    check(not ev.control or ev.control in names, "evaluation.control",
+          f"{ev.control!r} is not an arm (arms: {', '.join(names)})")
+    positive(cfg.polarisation.seeds, "polarisation.seeds")
+    check(not cfg.sweep.arm or cfg.sweep.arm in names, "sweep.arm",
+          f"{cfg.sweep.arm!r} is not an arm (arms: {', '.join(names)})")
+    check(bool(cfg.sweep.engagement), "sweep.engagement", "at least one multiplier is required")
+    check(bool(cfg.sweep.satisfaction), "sweep.satisfaction", "at least one multiplier is required")
+    fb = cfg.feedback
+    positive(fb.rounds, "feedback.rounds")
+    positive(fb.requests_per_round, "feedback.requests_per_round")
+    positive(fb.window, "feedback.window")
+    unit(fb.epsilon, "feedback.epsilon")

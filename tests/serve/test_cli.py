@@ -1,0 +1,68 @@
+import json
+
+import pyarrow.parquet as pq
+import typer
+from typer.testing import CliRunner
+
+from watchnext.serve.commands import register
+
+from .conftest import CONFIG
+
+runner = CliRunner()
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+def test_commands_are_registered():
+    result = runner.invoke(cli(), ["--help"])
+    assert result.exit_code == 0
+    for name in ("build-service", "recommend", "serve"):
+        assert name in result.output
+
+
+def test_recommend_json(model_dir, serving):
+    example = serving.store.examples["users"][0]
+    result = runner.invoke(cli(), ["recommend", str(model_dir), "--user", example["user_id"],
+                                   "--video", example["last_video"], "--k", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["known_user"] and len(data["items"]) == 4
+    assert data["items"][0]["source"] in ("cowatch", "embedding", "topic", "popular")
+
+
+def test_recommend_table_for_a_new_user(model_dir):
+    result = runner.invoke(cli(), ["recommend", str(model_dir), "--user", "stranger", "--k", "3"],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "new user" in result.output and "popular" in result.output
+
+
+def test_recommend_and_serve_report_a_bad_directory(tmp_path):
+    for command in (["recommend", str(tmp_path)], ["serve", str(tmp_path), "--port", "0"]):
+        result = runner.invoke(cli(), command)
+        assert result.exit_code == 2
+        assert "no model versions found" in result.output
+    result = runner.invoke(cli(), ["serve", str(tmp_path), "--backend", "gpu"])
+    assert result.exit_code == 2 and "--backend" in result.output
+
+
+def test_build_service(tmp_path, logs):
+    train = tmp_path / "train.parquet"
+    pq.write_table(logs.slice(0, 2000), train)
+    config = tmp_path / "tiny.toml"
+    text = CONFIG.read_text().replace("bottom_units = [128]", "bottom_units = [16]") \
+        .replace("num_experts = 8", "num_experts = 2").replace("expert_units = [64]",
+                                                               "expert_units = [8]")
+    config.write_text(text + '\n')
+    out = tmp_path / "models" / "v1"
+    result = runner.invoke(cli(), ["build-service", str(config), str(out), "--train", str(train),
+                                   "--epochs", "1", "--max-candidates", "50"])
+    assert result.exit_code == 0, result.output
+    assert (out / "service.json").is_file() and (out / "model.safetensors").is_file()
+    assert '"exported": true' in result.output
+    again = runner.invoke(cli(), ["build-service", str(config), str(out), "--train", str(train)])
+    assert again.exit_code == 2 and "already exists" in again.output

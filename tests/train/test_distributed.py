@@ -1,0 +1,97 @@
+"""Data-parallel training under torchrun: 2 processes reach the weights of 1 process with the same
+global batch, shards and seed (gloo on CPU, 127.0.0.1, a free port)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.streamdata import stream_config, write_config, write_days
+from watchnext.train import checkpoint as ckpt
+from watchnext.train.streaming import StreamOptions, train_stream
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(cmd: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
+    return _run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
+                 "--nproc-per-node", str(nproc), "--rdzv-backend", "c10d",
+                 "--rdzv-endpoint", f"127.0.0.1:{_free_port()}",
+                 "-m", "watchnext.train.commands", "train-stream", *args])
+
+
+def _compare(tmp_path: Path, sparse: bool) -> None:
+    # three files of 333 rows a day: shard boundaries fall inside files; batch 64 = 2 x 32
+    write_days(tmp_path / "data", days=2, files_per_day=3, rows_per_file=333)
+    cfg = str(write_config(tmp_path / "config.json", batch_size=64))
+    two = _torchrun(2, cfg, "--out", str(tmp_path / "two"), "--data", str(tmp_path / "data"),
+                    "--shuffle-buffer", "100", "--checkpoint-every", "7", "--keep", "10",
+                    *(["--sparse"] if sparse else []))
+    assert two.returncode == 0, two.stdout + two.stderr
+    threads = torch.get_num_threads()
+    try:  # the one-process run, in this process: 2 shards, the same global batch of 64
+        train_stream(stream_config(batch_size=64), tmp_path / "data", tmp_path / "one",
+                     StreamOptions(shards=2, shuffle_buffer=100, checkpoint_every=7, sparse=sparse))
+    finally:
+        torch.set_num_threads(threads)
+
+    a = ckpt.read_checkpoint(tmp_path / "two")["weights"]
+    b = ckpt.read_checkpoint(tmp_path / "one")["weights"]
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+    initial = ckpt.read_checkpoint(tmp_path / "two" / "checkpoints" / "step-0000000007")["weights"]
+    assert not torch.equal(initial["towers.weights.0"], a["towers.weights.0"])  # it trained
+    metrics = {run: json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("two", "one")}
+    assert (metrics["two"]["world_size"], metrics["one"]["world_size"]) == (2, 1)
+    assert metrics["two"]["shards"] == metrics["one"]["shards"] == 2
+    assert [d["rows_trained"] for d in metrics["two"]["days"]] == [999, 999]
+    for d2, d1 in zip(metrics["two"]["days"], metrics["one"]["days"], strict=True):
+        assert d2["loss"] == pytest.approx(d1["loss"], abs=1e-6)
+    assert two.stdout.count("day 2024-03-02 done") == 1  # only rank 0 logs
+
+
+def test_two_processes_reach_the_weights_of_one_process_with_the_same_global_batch(tmp_path):
+    _compare(tmp_path, sparse=False)
+
+
+@pytest.mark.slow
+def test_sparse_embedding_gradients_all_reduce_to_the_same_weights(tmp_path):
+    _compare(tmp_path, sparse=True)
+
+
+@pytest.mark.slow
+def test_a_bad_row_in_another_rank_s_share_stops_every_rank_and_writes_nothing(tmp_path):
+    import pyarrow.parquet as pq
+
+    paths = write_days(tmp_path / "data", days=1, files_per_day=2, rows_per_file=200)
+    table = pq.read_table(paths[1])
+    labels = table["is_click"].to_pylist()
+    labels[150] = 7
+    pq.write_table(table.set_column(table.schema.get_field_index("is_click"), "is_click",
+                                    __import__("pyarrow").array(labels)), paths[1])
+    cfg = str(write_config(tmp_path / "config.json", batch_size=64))
+    out = _torchrun(2, cfg, "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"))
+    assert out.returncode != 0
+    for rank in (0, 1):
+        assert f"[rank {rank}] error: {paths[1]}, column 'is_click', row 150: label for task " \
+               "'click' is 7, expected 0 or 1" in out.stderr
+    assert not (tmp_path / "run").exists()
