@@ -22,6 +22,7 @@ MODEL_KINDS = ("mmoe", "shared_bottom")
 GATE_INPUTS = ("bottom", "input")
 POSITIVE_MAPS = ("exp", "softplus", "identity")
 BIAS_METHODS = ("shallow_tower", "adversarial")
+PRECISIONS = ("fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -106,6 +107,10 @@ class TrainSpec:
     seed: int = 0
     threads: int = 0
     progress: bool = True
+    # speed (docs/performance.md): row-wise SparseAdam for id tables, bf16 autocast, torch.compile
+    sparse_embeddings: bool = False
+    precision: str = "fp32"
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -347,8 +352,11 @@ def _validate_model(m: ModelSpec) -> None:
         raise ConfigError(f"model.num_experts: MMoE needs at least 2 experts, got {m.num_experts}")
     for name in ("bottom_units", "expert_units", "tower_units"):
         units = getattr(m, name)
-        if name != "tower_units" and not units:
-            raise ConfigError(f"model.{name}: at least one layer is required")
+        if name == "expert_units" and not units:
+            raise ConfigError("model.expert_units: at least one layer is required")
+        if name == "bottom_units" and not units and m.kind != "mmoe":
+            raise ConfigError("model.bottom_units: a shared_bottom model needs at least one layer "
+                              "([] is for MMoE: experts directly on the input layer)")
         for i, u in enumerate(units):
             _positive(u, f"model.{name}[{i}]")
 
@@ -360,3 +368,7 @@ def _validate_train(t: TrainSpec) -> None:
     _positive(t.max_epochs, "train.max_epochs")
     _positive(t.patience, "train.patience", zero_ok=True)
     _positive(t.threads, "train.threads", zero_ok=True)
+    _one_of(t.precision, PRECISIONS, "train.precision")
+    if t.sparse_embeddings and t.weight_decay:
+        raise ConfigError("train.sparse_embeddings: SparseAdam has no weight decay; "
+                          "set train.weight_decay = 0 or train.sparse_embeddings = false")

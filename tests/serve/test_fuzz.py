@@ -1,10 +1,13 @@
 """Property-based fuzzing of the HTTP API: whatever a client sends, the answer is never a 5xx.
 
-Bodies are drawn from three layers, so the fuzzer reaches both the parser and the handlers:
-arbitrary bytes, arbitrary JSON, and objects with the real field names and adversarial values
-(boundary integers, huge numbers, odd strings and times, known and unknown ids).
+Bodies are drawn from four layers, so the fuzzer reaches both the parser and the handlers:
+arbitrary bytes, arbitrary JSON, objects with the real field names and adversarial values
+(boundary integers, huge numbers, odd strings and times, known and unknown ids), and valid
+requests with one or two fields replaced by such values (these pass validation most often and
+so exercise the handlers).
 """
 
+import datetime as dt
 import json
 
 import pytest
@@ -26,12 +29,16 @@ scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
            | st.text(max_size=40) | st.sampled_from(
                ["", "0", "v1", "v2", "../v1", "2022-04-18T09:00:00", "2022-04-18T09:00:00+14:00",
                 "1970-01-01T00:00:00", "0001-01-01T00:00:00", "9999-12-31T23:59:59-12:00",
+                "9999-12-31T23:59:59", "2998-12-31T23:59:59", "1971-01-01T00:00:00+14:00",
                 "1e999", "\u0000", "🎬", "android", "x" * 200]))
 json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=5)
                            | st.dictionaries(st.text(max_size=10), inner, max_size=5),
                            max_leaves=20)
 field_values = scalars | st.lists(scalars, max_size=8) | json_values
 structured = st.dictionaries(st.sampled_from(FIELDS), field_values, max_size=6)
+VALID = {"/v1/watch-next": {"user_id": "u", "video_id": "v", "k": 5, "exclude": ["a"]},
+         "/v1/score": {"user_id": "u", "candidates": ["a", "b"]},
+         "/admin/reload": {"version": "v1"}}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +69,42 @@ def test_structured_bodies(client, known_ids, path, body, use_known, pick, auth)
     headers = {"Authorization": f"Bearer {TOKEN}"} if auth else {}
     check(client.post(path, content=json.dumps(body), headers={
         "content-type": "application/json", **headers}))
+
+
+@FUZZ
+@given(path=st.sampled_from(PATHS),
+       changes=st.dictionaries(st.sampled_from(FIELDS), field_values, min_size=1, max_size=2),
+       known=st.booleans(), pick=st.integers(0, 9))
+def test_valid_requests_with_mutated_fields(client, known_ids, path, changes, known, pick):
+    body = dict(VALID[path])
+    if known and path != "/admin/reload":
+        body["user_id"], body["video_id"] = known_ids[pick % 5], known_ids[5 + pick % 5]
+    body = {key: value for key, value in {**body, **changes}.items()
+            if key in VALID[path] or key in ("device", "time", "details", "k")}
+    check(client.post(path, content=json.dumps(body), headers={
+        "content-type": "application/json", "Authorization": f"Bearer {TOKEN}"}))
+
+
+offsets = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(
+    lambda minutes: dt.timezone(dt.timedelta(minutes=minutes)))
+zones = st.none() | offsets
+any_time = (st.datetimes(min_value=dt.datetime.min, max_value=dt.datetime.max, timezones=zones)
+            | st.datetimes(min_value=dt.datetime(9999, 12, 30), max_value=dt.datetime.max,
+                           timezones=zones)
+            | st.datetimes(min_value=dt.datetime.min, max_value=dt.datetime(1, 1, 2),
+                           timezones=zones))
+
+
+@FUZZ
+@given(path=st.sampled_from(["/v1/watch-next", "/v1/score"]), when=any_time,
+       as_number=st.booleans())
+def test_any_request_time(client, path, when, as_number):
+    """Times anywhere in the calendar: in range they are served, out of range they are 422."""
+    value = when.isoformat()
+    if as_number:
+        aware = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+        value = aware.timestamp()
+    check(client.post(path, json={**VALID[path], "time": value}))
 
 
 @FUZZ

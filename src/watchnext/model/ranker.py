@@ -43,7 +43,8 @@ class MultitaskRanker(nn.Module):
         self.kind = m.kind
         self.inputs = InputLayer(encoder, sparse=sparse)
         self.bottom = mlp(self.inputs.out_dim, m.bottom_units, m.dropout)
-        bottom_dim = m.bottom_units[-1]
+        # bottom_units = []: no shared bottom, experts and gates sit on the input layer itself
+        bottom_dim = m.bottom_units[-1] if m.bottom_units else self.inputs.out_dim
         self.mmoe: MMoE | None = None
         tower_in = bottom_dim
         if m.kind == "mmoe":

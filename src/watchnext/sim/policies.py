@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from watchnext.api import Ranker
+from watchnext.model.score import log_combined_score
 from watchnext.sim import logs
 from watchnext.sim.world import Outcomes, Traffic, World, slate_positions
 
@@ -66,9 +68,16 @@ class ModelPolicy:
         table = logs.candidates(world, traffic, self.serve_position)
         return self.ranker.predict(table).reshape(*traffic.shape, -1)
 
+    def combine(self, predictions: np.ndarray, exponents: Sequence[float] | None = None
+                ) -> np.ndarray:
+        """log prod_t pred_t ** w_t ``[R, C]`` from predictions ``[R, C, T]`` (log: same order)."""
+        flat = torch.from_numpy(predictions.reshape(-1, predictions.shape[-1]))
+        weights = exponents if exponents is not None else self.exponents
+        score = log_combined_score(flat, self.ranker.config.tasks, weights)
+        return score.numpy().reshape(predictions.shape[:2])
+
     def scores(self, world: World, traffic: Traffic) -> np.ndarray:
-        table = logs.candidates(world, traffic, self.serve_position)
-        return self.ranker.score(table, self.exponents).reshape(traffic.shape)
+        return self.combine(self.predictions(world, traffic))
 
 
 class EpsilonMix:
@@ -79,13 +88,17 @@ class EpsilonMix:
         self.name = f"{base.name}+eps{epsilon:g}" if epsilon else base.name
 
     def scores(self, world: World, traffic: Traffic) -> np.ndarray:
-        scores = self.base.scores(world, traffic)
-        if self.epsilon <= 0:
-            return scores
-        rng = np.random.default_rng([world.config.seed, *traffic.key(self.salt + 1)])
-        explore = rng.random(traffic.shape[0]) < self.epsilon
-        shuffled = RandomPolicy(self.salt).scores(world, traffic)
-        return np.where(explore[:, None], shuffled, scores)
+        return explore(world, traffic, self.base.scores(world, traffic), self.epsilon, self.salt)
+
+
+def explore(world: World, traffic: Traffic, scores: np.ndarray, epsilon: float,
+            salt: int = _RANDOM_SALT) -> np.ndarray:
+    """``scores`` with a random share ``epsilon`` of requests given random scores instead."""
+    if epsilon <= 0:
+        return scores
+    rng = np.random.default_rng([world.config.seed, *traffic.key(salt + 1)])
+    chosen = rng.random(traffic.shape[0]) < epsilon
+    return np.where(chosen[:, None], RandomPolicy(salt).scores(world, traffic), scores)
 
 
 def serve(world: World, traffic: Traffic, policy: Policy) -> Outcomes:

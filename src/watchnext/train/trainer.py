@@ -23,6 +23,8 @@ from watchnext.model.adversarial import position_loss
 from watchnext.model.ranker import MultitaskRanker
 from watchnext.train import checkpoint as ckpt
 from watchnext.train.losses import per_task_losses, weighted_total
+from watchnext.train.optim import make_optimizer
+from watchnext.train.speed import sparse_tables
 
 Log = Callable[[str], None]
 
@@ -42,8 +44,11 @@ class Trainer:
         self.config, self.encoder, self.model = config, encoder, model
         self.log = log or (lambda _msg: None)
         t = config.train
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=t.learning_rate,
-                                          weight_decay=t.weight_decay)
+        if sparse_tables(model):  # row-wise: a step touches only the id rows in the batch
+            self.optimizer = make_optimizer(model, config, sparse=True)
+        else:
+            self.optimizer = torch.optim.Adam(model.parameters(), lr=t.learning_rate,
+                                              weight_decay=t.weight_decay)
         self.loss_weights = torch.tensor([task.loss_weight for task in config.tasks])
         self.step = 0
         self.chunk = 0

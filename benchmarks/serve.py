@@ -1,0 +1,258 @@
+"""Serving benchmark: in-process ranking latency against the FLOP floor, and an HTTP load test.
+
+    python benchmarks/serve.py            # full: 60 s of load from 50 clients
+    python benchmarks/serve.py --quick    # a smaller model build and 10 s of load
+
+1. Builds (or reuses) a registry with two versions of the default kuairand-sample v1 model
+   (architecture of configs/kuairand_v1.toml; trained one epoch, since latency does not depend on
+   the weights; v2 with another seed).
+2. In-process: time to rank 500 candidates (feature assembly + model + score + top k), p50/p99,
+   next to the FLOP floor = multiplications per example x 500 x 2 / matmul throughput measured
+   here, now (the best of 1 and 2 threads, so the floor is the lowest it can be).
+3. HTTP: the service in its own process on 127.0.0.1; this process runs 50 concurrent clients
+   for the duration, and reloads v1 -> v2 half-way through. Every non-200 answer or transport
+   error counts as an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import torch
+
+from watchnext.config import load_config
+from watchnext.data.datasets import load_dataset
+from watchnext.model.cost import multiplications
+from watchnext.serve import ServingModel, build_model_dir
+from watchnext.serve.model_dir import load_ranker
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "src" / "watchnext" / "configs" / "kuairand_v1.toml"
+CANDIDATES = 500
+
+
+def build_registry(out: Path, quick: bool, rebuild: bool) -> Path:
+    registry = out / "registry"
+    if rebuild:
+        shutil.rmtree(registry, ignore_errors=True)
+    splits = load_dataset("kuairand-sample-v1")
+    train = splits["train"].slice(0, 8000) if quick else splits["train"]
+    for version, seed in (("v1", 0), ("v2", 1)):
+        if (registry / version / "service.json").is_file():
+            continue
+        cfg = load_config(CONFIG).replace(train={"max_epochs": 1, "seed": seed, "progress": False})
+        print(f"building {version} (1 epoch on {train.num_rows:,} rows) ...", flush=True)
+        build_model_dir(cfg, train, registry / version, valid=splits["valid"])
+    return registry
+
+
+def matmul_gflops(threads: int, size: int = 1024, repeats: int = 20) -> float:
+    """Best sustained float32 matmul throughput (GFLOP/s) at this many threads."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def percentiles(seconds: list[float]) -> tuple[float, float]:
+    p50, p99 = np.percentile(np.array(seconds) * 1e3, [50, 99])
+    return float(p50), float(p99)
+
+
+def time_calls(call, iterations: int, warmup: int = 30) -> list[float]:
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def in_process(model_dir: Path, iterations: int) -> dict[str, Any]:
+    mults = multiplications(load_ranker(model_dir).model)["serving"]
+    throughput = {t: matmul_gflops(t) for t in (1, 2)}
+    best = max(throughput.values())
+    floor_ms = mults * CANDIDATES * 2 / (best * 1e9) * 1e3
+    rows = []
+    for backend in ("onnx", "torch"):
+        torch.set_num_threads(1)
+        model = ServingModel.load(model_dir, backend=backend, threads=1)
+        user = model.store.examples["users"][0]
+        items = model.store.item_ids[:CANDIDATES]
+        assert len(items) == CANDIDATES, "the model knows fewer than 500 videos"
+        enc = model.store.encode(user["user_id"], items, None, _now())
+        inputs = (enc.categorical, enc.dense, enc.multi, enc.device)
+        rank = time_calls(lambda m=model, u=user, i=items: m.score(u["user_id"], u["last_video"],
+                                                                   None, i, k=10), iterations)
+        graph = time_calls(lambda m=model, x=inputs: m.backend.run(*x), iterations)
+        rows.append((f"rank 500 candidates ({backend}, 1 thread)", *percentiles(rank)))
+        rows.append((f"  of which model only ({backend})", *percentiles(graph)))
+        if backend == "onnx":
+            e2e = time_calls(lambda m=model, u=user: m.watch_next(u["user_id"], u["last_video"],
+                                                                  None, k=10), iterations)
+            rows.append(("watch-next: retrieve ~300 + rank (onnx)", *percentiles(e2e)))
+    return {"multiplications": mults, "gflops": throughput, "floor_ms": floor_ms, "rows": rows}
+
+
+def _now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def load_test(url: str, token: str, bodies: list[dict], clients: int, duration: float
+                    ) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    versions: dict[str, int] = {}
+    reload_info: dict[str, Any] = {}
+    stop = time.perf_counter() + duration
+    limits = httpx.Limits(max_connections=clients + 2, max_keepalive_connections=clients + 2)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
+        async def worker(seed: int) -> None:
+            rng = random.Random(seed)
+            while time.perf_counter() < stop:
+                start = time.perf_counter()
+                try:
+                    response = await http.post("/v1/watch-next", json=rng.choice(bodies))
+                except httpx.HTTPError as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                latencies.append(time.perf_counter() - start)
+                if response.status_code != 200:
+                    errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
+                    continue
+                version = response.json()["model_version"]
+                versions[version] = versions.get(version, 0) + 1
+
+        async def reloader() -> None:
+            await asyncio.sleep(duration / 2)
+            start = time.perf_counter()
+            response = await http.post("/admin/reload", json={"version": "v2"}, timeout=120,
+                                       headers={"Authorization": f"Bearer {token}"})
+            reload_info.update(status=response.status_code, seconds=time.perf_counter() - start,
+                               body=response.json())
+
+        began = time.perf_counter()
+        await asyncio.gather(reloader(), *(worker(i) for i in range(clients)))
+        elapsed = time.perf_counter() - began
+    p50, p99 = percentiles(latencies) if latencies else (float("nan"), float("nan"))
+    return {"requests": len(latencies), "errors": len(errors), "error_samples": errors[:5],
+            "seconds": elapsed, "throughput": len(latencies) / elapsed, "p50_ms": p50,
+            "p99_ms": p99, "versions": versions, "reload": reload_info}
+
+
+def http_benchmark(registry: Path, clients: int, duration: float) -> dict[str, Any]:
+    token = secrets.token_hex(16)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "watchnext.serve", "serve", str(registry), "--port", str(port),
+         "--version", "v1"], env={**os.environ, "WATCHNEXT_ADMIN_TOKEN": token},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"server exited: {server.stderr.read()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server not ready after 180 s")
+            time.sleep(0.3)
+        examples = httpx.get(f"{url}/v1/examples").json()
+        bodies = [{"user_id": u["user_id"], "video_id": u["last_video"], "k": 10}
+                  for u in examples["users"]]
+        bodies += [{"user_id": f"new-user-{i}", "video_id": v, "k": 10}
+                   for i, v in enumerate(examples["videos"][:20])]
+        return asyncio.run(load_test(url, token, bodies, clients, duration))
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def report(local: dict[str, Any], http: dict[str, Any], args: argparse.Namespace) -> None:
+    floor = local["floor_ms"]
+    g = local["gflops"]
+    print()
+    print(f"watchnext serving benchmark  ({os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.2f} at the end; {'--quick' if args.quick else 'full'} run)")
+    print(f"model: kuairand_v1 MMoE, {local['multiplications']:,} multiplications per example")
+    print(f"matmul throughput (float32 1024x1024): {g[1]:.1f} GFLOP/s at 1 thread, "
+          f"{g[2]:.1f} at 2 threads")
+    print(f"FLOP floor, 500 candidates: {local['multiplications']:,} x 500 x 2 / "
+          f"{max(g.values()):.1f} GFLOP/s = {floor:.3f} ms")
+    print()
+    print(f"{'in-process':<44}{'p50 ms':>9}{'p99 ms':>9}{'p50/floor':>11}")
+    for name, p50, p99 in local["rows"]:
+        print(f"{name:<44}{p50:>9.3f}{p99:>9.3f}{p50 / floor:>10.2f}x")
+    print()
+    reload = http["reload"]
+    print(f"HTTP load: {args.clients} concurrent clients, {http['seconds']:.0f} s, 127.0.0.1, "
+          f"POST /v1/watch-next k=10 (server: 1 process, 1 inference thread)")
+    print(f"  requests {http['requests']:,}   errors {http['errors']}   throughput "
+          f"{http['throughput']:.1f} req/s   p50 {http['p50_ms']:.1f} ms   p99 "
+          f"{http['p99_ms']:.1f} ms")
+    print(f"  reload v1 -> v2 mid-load: HTTP {reload.get('status')} in "
+          f"{reload.get('seconds', float('nan')):.2f} s; answers by version: {http['versions']}")
+    for sample in http["error_samples"]:
+        print(f"  error: {sample}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small build, short runs")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-serve")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the model versions")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=None, help="seconds of HTTP load")
+    parser.add_argument("--iterations", type=int, default=None, help="in-process repetitions")
+    args = parser.parse_args()
+    duration = args.duration or (10.0 if args.quick else 60.0)
+    iterations = args.iterations or (300 if args.quick else 2000)
+    out = args.out / ("quick" if args.quick else "full")
+    registry = build_registry(out, args.quick, args.rebuild)
+    local = in_process(registry / "v1", iterations)
+    http = http_benchmark(registry, args.clients, duration)
+    report(local, http, args)
+    (out / "results.json").write_text(json.dumps({"in_process": local, "http": http}, indent=2))
+    if http["errors"] or http["reload"].get("status") != 200:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""Peak memory and throughput of streamed training as the data grows, against the in-memory path.
+
+    python benchmarks/streaming_memory.py            # 1.25M .. 20M rows (about 25 min on 2 cores)
+    python benchmarks/streaming_memory.py --quick    # 0.25M .. 2M rows (a few minutes)
+
+Synthetic impression logs are written as day partitions (``day=YYYY-MM-DD/part-K.parquet``) into
+a temporary folder; each size is a folder of links to the first n days. Every measurement runs in
+a fresh subprocess so its peak RSS (``ru_maxrss``) is its own:
+
+- ``stream``: ``watchnext.train.streaming.train_stream`` over the days, one pass each;
+- ``memory``: the in-memory path, ``read_tables`` + ``FeatureEncoder.fit/transform`` + one epoch
+  of ``Trainer.fit`` (only up to ``--memory-max-rows``: its memory grows with the data).
+
+examples/s is rows trained / seconds of training. For ``stream`` that time includes reading,
+decoding, validating and encoding (they overlap training on a prefetch thread) but not the
+validation/vocabulary pre-pass, reported separately as ``scan s``; for ``memory`` it is the epoch
+alone, with the data already encoded in memory — the most favourable view of that path.
+
+The model is deliberately small (a few thousand multiplications per example): this measures the
+input pipeline and its memory, not the model; the model's own speed is the same in both paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+CONFIG = {
+    "name": "streaming-benchmark",
+    "features": [
+        {"name": "user_id", "kind": "categorical", "embedding_dim": 8, "hash_buckets": 1 << 18},
+        {"name": "video_id", "kind": "categorical", "embedding_dim": 8},
+        {"name": "duration", "kind": "numeric", "column": "duration_s",
+         "transform": "log1p_standardize"},
+    ],
+    "tasks": [
+        {"name": "click", "type": "binary", "label": "click", "group": "engagement"},
+        {"name": "like", "type": "binary", "label": "like", "group": "satisfaction"},
+    ],
+    "bias": {"position": "position", "device": "device", "max_position": 10},
+    "model": {"kind": "mmoe", "bottom_units": [32], "num_experts": 2, "expert_units": [16],
+              "tower_units": [8]},
+    "train": {"batch_size": 4096, "learning_rate": 0.002, "max_epochs": 1, "seed": 0,
+              "progress": False},
+}
+
+
+def write_day(folder: Path, rows: int, files: int, seed: int, row_group: int) -> None:
+    """One day of impressions: a hashed user id, a Zipf video id, device, position, labels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for k in range(files):
+        n = rows // files
+        video = np.minimum(rng.zipf(1.3, n), 50_000).astype(np.int32)
+        position = rng.integers(1, 11, n).astype(np.int8)
+        p_click = 1 / (1 + np.exp(-(1.0 - 0.2 * position - 0.3 * np.log(video))))
+        table = pa.table({
+            "user_id": rng.integers(0, 10_000_000, n),
+            "video_id": video,
+            "device": rng.integers(0, 3, n).astype(np.int8),
+            "position": position,
+            "duration_s": rng.exponential(60, n).astype(np.float32),
+            "click": (rng.random(n) < p_click).astype(np.int8),
+            "like": (rng.random(n) < 0.05).astype(np.int8),
+        })
+        pq.write_table(table, folder / f"part-{k}.parquet", row_group_size=row_group)
+
+
+def generate(root: Path, days: int, rows_per_day: int, files: int, row_group: int) -> list[Path]:
+    start = datetime.date(2024, 1, 1)
+    folders = []
+    for d in range(days):
+        folder = root / f"day={start + datetime.timedelta(days=d)}"
+        if not folder.exists():
+            write_day(folder, rows_per_day, files, seed=d, row_group=row_group)
+        folders.append(folder)
+    return folders
+
+
+def subset(root: Path, folders: list[Path], n: int) -> Path:
+    """A folder whose day partitions are links to the first ``n`` generated days."""
+    target = root / f"first-{n}-days"
+    target.mkdir(exist_ok=True)
+    for folder in folders[:n]:
+        link = target / folder.name
+        if not link.exists():
+            link.symlink_to(folder.resolve(), target_is_directory=True)
+    return target
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker_stream(data: Path, out: Path, prefetch: int) -> dict:
+    from watchnext.config import config_from_dict
+    from watchnext.train.streaming import StreamOptions, train_stream
+
+    started = time.perf_counter()
+    result = train_stream(config_from_dict(CONFIG), data, out,
+                          StreamOptions(checkpoint_every=1000, prefetch=prefetch))
+    total = time.perf_counter() - started
+    days = result.metrics["days"]
+    rows = sum(d["rows_trained"] for d in days)
+    train_s = sum(d["seconds"] for d in days)
+    return {"path": "stream", "rows": rows, "days": len(days), "peak_rss_mib": peak_rss_mib(),
+            "examples_per_s": rows / train_s, "train_s": train_s, "scan_s": total - train_s,
+            "total_s": total}
+
+
+def worker_memory(data: Path) -> dict:
+    import torch
+
+    from watchnext.config import config_from_dict
+    from watchnext.data.encoder import FeatureEncoder
+    from watchnext.data.io import read_tables
+    from watchnext.model.ranker import MultitaskRanker
+    from watchnext.train.trainer import Trainer
+
+    cfg = config_from_dict(CONFIG)
+    started = time.perf_counter()
+    files = sorted(str(p) for p in data.glob("day=*/*.parquet"))
+    table = read_tables(files)
+    encoder = FeatureEncoder(cfg).fit(table)
+    batch = encoder.transform(table)
+    del table
+    torch.manual_seed(cfg.train.seed)
+    model = MultitaskRanker(cfg, encoder)
+    trainer = Trainer(cfg, encoder, model)
+    prepared = time.perf_counter()
+    trainer.fit(batch)
+    done = time.perf_counter()
+    return {"path": "memory", "rows": len(batch), "days": len(list(data.glob("day=*"))),
+            "peak_rss_mib": peak_rss_mib(), "examples_per_s": len(batch) / (done - prepared),
+            "train_s": done - prepared, "scan_s": prepared - started, "total_s": done - started}
+
+
+def measure(kind: str, data: Path, out: Path, prefetch: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", kind, "--data", str(data), "--out", str(out),
+           "--prefetch", str(prefetch)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise SystemExit(f"{kind} worker failed:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="0.25M .. 2M rows")
+    parser.add_argument("--memory-max-rows", type=int, default=5_000_000,
+                        help="largest size also run through the in-memory path")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the data here")
+    parser.add_argument("--prefetch", type=int, default=2)
+    parser.add_argument("--worker", choices=["stream", "memory"], help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        result = worker_stream(args.data, args.out, args.prefetch) if args.worker == "stream" \
+            else worker_memory(args.data)
+        print(json.dumps(result))
+        return
+
+    rows_per_day, day_counts = (250_000, [1, 2, 4, 8]) if args.quick else \
+        (1_250_000, [1, 2, 4, 8, 16])
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        root = Path(tmp)
+        started = time.perf_counter()
+        folders = generate(root / "days", max(day_counts), rows_per_day, files=2,
+                           row_group=min(262_144, rows_per_day // 2))
+        size = sum(p.stat().st_size for p in (root / "days").rglob("*.parquet"))
+        print(f"generated {max(day_counts) * rows_per_day:,} rows in {max(day_counts)} days "
+              f"({size / 2**20:,.0f} MiB Parquet) in {time.perf_counter() - started:.0f} s",
+              flush=True)
+        results = []
+        for n in day_counts:
+            data = subset(root, folders, n)
+            kinds = ["stream"] + (["memory"] if n * rows_per_day <= args.memory_max_rows else [])
+            for kind in kinds:
+                r = measure(kind, data, root / f"run-{kind}-{n}", args.prefetch)
+                results.append(r)
+                print(f"{r['path']:>6}  {r['rows']:>11,} rows  peak RSS {r['peak_rss_mib']:>7,.0f} MiB"
+                      f"  {r['examples_per_s']:>9,.0f} examples/s  (train {r['train_s']:.1f} s, "
+                      f"scan/prepare {r['scan_s']:.1f} s)", flush=True)
+    report(results)
+
+
+def report(results: list[dict]) -> None:
+    stream = [r for r in results if r["path"] == "stream"]
+    memory = {r["rows"]: r for r in results if r["path"] == "memory"}
+    print("\n| rows | streaming peak RSS (MiB) | streaming examples/s | in-memory peak RSS (MiB) "
+          "| in-memory examples/s | streaming / in-memory |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in stream:
+        m = memory.get(r["rows"])
+        cells = [f"{r['rows']:,}", f"{r['peak_rss_mib']:,.0f}", f"{r['examples_per_s']:,.0f}",
+                 f"{m['peak_rss_mib']:,.0f}" if m else "-", f"{m['examples_per_s']:,.0f}" if m else "-",
+                 f"{r['examples_per_s'] / m['examples_per_s']:.2f}" if m else "-"]
+        print("| " + " | ".join(cells) + " |")
+    rss = [r["peak_rss_mib"] for r in stream]
+    growth = rss[-1] / rss[0] - 1
+    print(f"\nstreaming peak RSS, smallest -> largest: {rss[0]:,.0f} -> {rss[-1]:,.0f} MiB "
+          f"({growth:+.1%}; max/min over all sizes {max(rss) / min(rss) - 1:+.1%}): "
+          f"{'flat within 20%' if max(rss) / min(rss) <= 1.2 else 'NOT flat within 20%'}")
+    ratios = [r["examples_per_s"] / memory[r["rows"]]["examples_per_s"] for r in stream
+              if r["rows"] in memory]
+    if ratios:
+        worst = min(ratios)
+        print(f"streaming / in-memory examples/s: {', '.join(f'{x:.2f}' for x in ratios)}: "
+              f"{'within 20%' if worst >= 0.8 else 'NOT within 20%'}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

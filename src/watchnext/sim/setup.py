@@ -1,0 +1,53 @@
+"""What every kind of experiment shares: the world, its logs and the evaluation traffic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from watchnext.sim import logs
+from watchnext.sim.arms import TrainedArm, reference_cost, train_arm
+from watchnext.sim.experiment_config import Experiment
+from watchnext.sim.simulate import EVAL_STREAM, simulate_logs
+from watchnext.sim.world import Traffic, Truth, World
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Setup:
+    experiment: Experiment
+    world: World
+    out: Path
+    dates: list[str]
+    train: pa.Table
+    valid: pa.Table
+    traffic: Traffic
+    truth: Truth
+    cost_reference: int
+    log: Log
+
+    def train_arm(self, arm_name: str, seed: int | None = None) -> TrainedArm:
+        """Train an arm on the shared logs; ``seed`` overrides the experiment's training seed."""
+        cfg = self.experiment.config
+        arm = train_arm(self.experiment.ranker, cfg.arm(arm_name), self.train, self.valid,
+                        cfg.seed if seed is None else seed, self.cost_reference, self.log)
+        if cfg.save_models and arm.ranker is not None:
+            suffix = "" if seed is None else f"-seed{seed}"
+            arm.ranker.save(self.out / "models" / f"{arm_name}{suffix}")
+        return arm
+
+
+def prepare(experiment: Experiment, out: Path, log: Log) -> Setup:
+    """Log the training days with the logging policy and draw the evaluation traffic."""
+    cfg = experiment.config
+    world = World(experiment.world)
+    dates = simulate_logs(world, cfg.logging, out / "logs", log)
+    train = logs.read_days(out / "logs", dates[:-1])
+    valid = logs.read_days(out / "logs", dates[-1:])
+    traffic = world.traffic(cfg.logging.days, cfg.evaluation.requests, EVAL_STREAM)
+    return Setup(experiment, world, out, dates, train, valid, traffic, world.truth(traffic),
+                 reference_cost(experiment.ranker, train), log)
