@@ -28,7 +28,7 @@ def test_no_self_pairs_and_neighbour_cap():
                        (1, "c", 0, 3, 1), (1, "d", 0, 4, 1)])
     source = CoWatch(window=5, max_neighbors=2).fit(table)
     items, _ = source.neighbours_of("a")
-    assert len(items) == 2 and source.index["a"] not in items.tolist()
+    assert len(items) == 2 and source.item_index["a"] not in items.tolist()
 
 
 def test_candidates_skip_query_and_excluded_and_unknown(two_communities):

@@ -1,7 +1,7 @@
+import numpy as np
 import pytest
 
 from watchnext.retrieve import (
-    Candidate,
     CandidatePool,
     CandidateSource,
     CoWatch,
@@ -20,15 +20,15 @@ class Fixed(CandidateSource):
 
     def __init__(self, items, columns=None):
         super().__init__(columns)
-        self.items = items
+        self.item_ids = sorted(items, reverse=True)  # codes differ from the pool's on purpose
+        self.order = np.array([self.item_index[i] for i in items])
         self.fitted = True
 
     def _fit(self, log, table):
         pass
 
-    def candidates(self, query, n):
-        return [Candidate(i, 1.0) for i in self.items if i != query.video_id
-                and i not in query.exclude][:n]
+    def retrieve(self, query, n):
+        return self.allowed(self.order, np.ones(len(self.order)), query, n)
 
     def params(self):
         return {}
@@ -43,12 +43,18 @@ class Fixed(CandidateSource):
         pass
 
 
+def test_fixed_source_answers_as_listed():
+    assert [c.item_id for c in Fixed(["b", "a", "c"]).candidates(Query(video_id="a"), 5)] == [
+        "b", "c"]
+
+
 def test_interleaves_deduplicates_and_keeps_sources():
     pool = CandidatePool({"one": Fixed(["a", "b", "c"]), "two": Fixed(["b", "d"])}, 10)
     out = pool.candidates(Query())
     assert [c.item_id for c in out] == ["a", "b", "d", "c"]
     b = next(c for c in out if c.item_id == "b")
     assert b.source == "two" and b.sources == ["two", "one"]
+    assert next(c for c in out if c.item_id == "a").sources == ["one"]
 
 
 def test_cap_quotas_and_fill():

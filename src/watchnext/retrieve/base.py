@@ -3,6 +3,10 @@
 A source captures one kind of similarity to the video being watched (paper, section 3): it is
 fitted on impression logs, answers ``candidates(query, n)`` with its best ``n`` items and saves
 itself as JSON (parameters, ids) plus ``.npy`` arrays, loaded with ``allow_pickle=False``.
+
+Sources work on integer item codes (``retrieve`` returns codes into ``item_ids`` as arrays), so
+the pool can merge a few hundred candidates per source with numpy rather than per-item Python;
+``candidates`` is the readable view of the same answer.
 """
 
 from __future__ import annotations
@@ -48,6 +52,22 @@ class CandidateSource(ABC):
     def __init__(self, columns: LogColumns | None = None):
         self.columns = columns or LogColumns()
         self.fitted = False
+        self._item_ids: list[str] = []
+        self._item_index: dict[str, int] = {}
+
+    @property
+    def item_ids(self) -> list[str]:
+        """The ids that ``retrieve``'s codes index."""
+        return self._item_ids
+
+    @item_ids.setter
+    def item_ids(self, ids: list[str]) -> None:
+        self._item_ids = list(ids)
+        self._item_index = {v: i for i, v in enumerate(self._item_ids)}
+
+    @property
+    def item_index(self) -> dict[str, int]:
+        return self._item_index
 
     def fit(self, table: pa.Table, log: WatchLog | None = None) -> Self:
         """Learn from an impression log; ``log`` is its ``WatchLog`` when already extracted."""
@@ -59,8 +79,25 @@ class CandidateSource(ABC):
     def _fit(self, log: WatchLog, table: pa.Table) -> None: ...
 
     @abstractmethod
+    def retrieve(self, query: Query, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(codes into ``item_ids``, scores): up to ``n`` items for ``query``, best first, never
+        the query video or an excluded one."""
+
     def candidates(self, query: Query, n: int) -> list[Candidate]:
-        """Up to ``n`` items for ``query``, best first, never the query video or an excluded one."""
+        """``retrieve`` as a list of (item id, score)."""
+        codes, scores = self.retrieve(query, n)
+        return [Candidate(self._item_ids[c], s) for c, s in zip(codes.tolist(), scores.tolist(),
+                                                                strict=True)]
+
+    def allowed(self, codes: np.ndarray, scores: np.ndarray, query: Query, n: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The first ``n`` of ``codes`` (best first) that are neither the query nor excluded."""
+        banned = [self._item_index[v] for v in (query.video_id, *query.exclude)
+                  if v is not None and v in self._item_index]
+        if banned:
+            keep = ~np.isin(codes, banned)
+            codes, scores = codes[keep], scores[keep]
+        return codes[:n].astype(np.int64, copy=False), scores[:n].astype(np.float32, copy=False)
 
     @abstractmethod
     def params(self) -> dict[str, Any]:
@@ -119,20 +156,6 @@ def read_meta(directory: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise RetrievalError(f"{directory}/source.json: expected an object")
     return meta
-
-
-def top_excluding(items: np.ndarray, scores: np.ndarray, names: list[str], query: Query, n: int
-                  ) -> list[Candidate]:
-    """The first ``n`` of ``items`` (already best first) that are neither excluded nor the query."""
-    out: list[Candidate] = []
-    for i, s in zip(items.tolist(), scores.tolist(), strict=True):
-        name = names[i]
-        if name == query.video_id or name in query.exclude:
-            continue
-        out.append(Candidate(name, float(s)))
-        if len(out) >= n:
-            break
-    return out
 
 
 def csr_from_pairs(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, num_rows: int,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from watchnext.retrieve.base import Candidate, CandidateSource, Query, csr_from_pairs, top_excluding
+from watchnext.retrieve.base import CandidateSource, Query, csr_from_pairs
 from watchnext.retrieve.log import LogColumns, WatchLog
 
 
@@ -52,8 +52,6 @@ class CoWatch(CandidateSource):
             raise ValueError("CoWatch: window and max_neighbors must be >= 1")
         self.window, self.half_life_days = window, half_life_days
         self.with_weight, self.max_neighbors = with_weight, max_neighbors
-        self.item_ids: list[str] = []
-        self.index: dict[str, int] = {}
         self.indptr = np.zeros(1, np.int64)
         self.neighbors = np.zeros(0, np.int64)
         self.weights = np.zeros(0, np.float32)
@@ -62,25 +60,20 @@ class CoWatch(CandidateSource):
         a, b, w = cowatch_pairs(log, self.window, self.half_life_days, self.with_weight)
         self.indptr, self.neighbors, self.weights = csr_from_pairs(a, b, w, log.num_items,
                                                                    self.max_neighbors)
-        self._set_ids(log.item_ids)
-
-    def _set_ids(self, item_ids: list[str]) -> None:
-        self.item_ids = item_ids
-        self.index = {v: i for i, v in enumerate(item_ids)}
+        self.item_ids = log.item_ids
 
     def neighbours_of(self, item_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(neighbour codes, weights) of one item, heaviest first; empty when unknown."""
-        i = self.index.get(item_id)
+        i = self.item_index.get(item_id)
         if i is None:
             return self.neighbors[:0], self.weights[:0]
         lo, hi = self.indptr[i], self.indptr[i + 1]
         return self.neighbors[lo:hi], self.weights[lo:hi]
 
-    def candidates(self, query: Query, n: int) -> list[Candidate]:
-        if query.video_id is None:
-            return []
-        items, weights = self.neighbours_of(query.video_id)
-        return top_excluding(items, weights, self.item_ids, query, n)
+    def retrieve(self, query: Query, n: int) -> tuple[np.ndarray, np.ndarray]:
+        items, weights = self.neighbours_of(query.video_id) if query.video_id is not None else (
+            self.neighbors[:0], self.weights[:0])
+        return self.allowed(items, weights, query, n)
 
     def params(self) -> dict[str, Any]:
         return {"window": self.window, "half_life_days": self.half_life_days,
@@ -95,6 +88,6 @@ class CoWatch(CandidateSource):
     def _restore(self, arrays: dict[str, np.ndarray], ids: dict[str, list[str]]) -> None:
         self.indptr, self.neighbors, self.weights = (arrays["indptr"], arrays["neighbors"],
                                                      arrays["weights"])
-        self._set_ids(ids["items"])
+        self.item_ids = ids["items"]
         if len(self.indptr) != len(self.item_ids) + 1 or len(self.neighbors) != self.indptr[-1]:
             raise ValueError("co-watch arrays disagree with the item list")

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from watchnext.retrieve.base import Candidate, CandidateSource, Query, csr_from_pairs, top_excluding
+from watchnext.retrieve.base import CandidateSource, Query, csr_from_pairs
 from watchnext.retrieve.cowatch import cowatch_pairs
 from watchnext.retrieve.log import LogColumns, WatchLog
 
@@ -93,11 +93,9 @@ class EmbeddingRetrieval(CandidateSource):
         self.dim, self.window, self.half_life_days = dim, window, half_life_days
         self.user_history, self.user_weight, self.index_kind, self.seed = (
             user_history, user_weight, index, seed)
-        self.item_ids: list[str] = []
         self.user_ids: list[str] = []
         self.item_vectors = np.zeros((0, dim), np.float32)
         self.user_vectors = np.zeros((0, dim), np.float32)
-        self._items: dict[str, int] = {}
         self._users: dict[str, int] = {}
         self._searchable = np.zeros(0, np.int64)
         self._faiss: faiss.Index | None = None
@@ -134,7 +132,6 @@ class EmbeddingRetrieval(CandidateSource):
         return normalise(out)
 
     def _build_index(self) -> None:
-        self._items = {v: i for i, v in enumerate(self.item_ids)}
         self._users = {v: i for i, v in enumerate(self.user_ids)}
         self._searchable = np.flatnonzero(np.linalg.norm(self.item_vectors, axis=1) > 0)
         if self.index_kind == "hnsw":
@@ -147,7 +144,7 @@ class EmbeddingRetrieval(CandidateSource):
 
     def query_vector(self, query: Query) -> np.ndarray | None:
         """The query video's vector, blended with the user's; the user's alone for a cold video."""
-        item = self._items.get(query.video_id) if query.video_id is not None else None
+        item = self.item_index.get(query.video_id) if query.video_id is not None else None
         user = self._users.get(query.user_id) if query.user_id is not None else None
         item_vec = self.item_vectors[item] if item is not None else None
         user_vec = self.user_vectors[user] if user is not None else None
@@ -163,15 +160,14 @@ class EmbeddingRetrieval(CandidateSource):
             return item_vec
         return normalise((item_vec + self.user_weight * user_vec)[None])[0]
 
-    def candidates(self, query: Query, n: int) -> list[Candidate]:
+    def retrieve(self, query: Query, n: int) -> tuple[np.ndarray, np.ndarray]:
         vector = self.query_vector(query)
         if vector is None or self._faiss is None or not len(self._searchable):
-            return []
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
         k = min(len(self._searchable), n + len(query.exclude) + 1)
         scores, positions = self._faiss.search(np.ascontiguousarray(vector[None]), k)
         found = positions[0] >= 0
-        return top_excluding(self._searchable[positions[0][found]], scores[0][found],
-                             self.item_ids, query, n)
+        return self.allowed(self._searchable[positions[0][found]], scores[0][found], query, n)
 
     def params(self) -> dict[str, Any]:
         return {"dim": self.dim, "window": self.window, "half_life_days": self.half_life_days,

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
-from watchnext.retrieve.base import Candidate, CandidateSource, Query, RetrievalError, read_meta
+from watchnext.retrieve.base import CandidateSource, Query, RetrievalError, read_meta
 from watchnext.retrieve.cowatch import CoWatch
 from watchnext.retrieve.embedding import EmbeddingRetrieval
 from watchnext.retrieve.log import LogColumns, WatchLog
@@ -40,6 +41,35 @@ class PooledCandidate:
     source_score: float = 0.0
 
 
+@dataclass
+class PoolResult:
+    """A pooled answer as arrays: ``codes`` into ``item_ids``, the first source of each, and
+    every (candidate position, source) pair in discovery order, for ``sources_of``."""
+
+    item_ids: list[str]
+    codes: np.ndarray  # [N] pooled items, in pool order
+    source: np.ndarray  # [N] index into source_names of the source that found it first
+    scores: np.ndarray  # [N] that source's score
+    source_names: list[str]
+    found_position: np.ndarray  # [E] candidate position of each discovery
+    found_source: np.ndarray  # [E] source of each discovery
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @property
+    def ids(self) -> list[str]:
+        return [self.item_ids[c] for c in self.codes.tolist()]
+
+    def sources_of(self, position: int) -> list[str]:
+        return [self.source_names[s] for s in self.found_source[self.found_position == position]]
+
+    def candidates(self) -> list[PooledCandidate]:
+        return [PooledCandidate(self.item_ids[c], self.source_names[s], self.sources_of(i), sc)
+                for i, (c, s, sc) in enumerate(zip(self.codes.tolist(), self.source.tolist(),
+                                                   self.scores.tolist(), strict=True))]
+
+
 class CandidatePool:
     """Named sources, each with a quota, merged and capped at ``max_candidates``."""
 
@@ -52,41 +82,65 @@ class CandidatePool:
         self.sources = dict(sources)
         self.max_candidates = max_candidates
         self.quotas = {name: (quotas or {}).get(name, max_candidates) for name in self.sources}
+        self.item_ids: list[str] = []
+        self._to_pool: dict[str, np.ndarray] = {}
+        if all(source.fitted for source in self.sources.values()):
+            self._index_items()
+
+    def _index_items(self) -> None:
+        """One id space for all sources: each source's codes map into ``self.item_ids``."""
+        index: dict[str, int] = {}
+        for name, source in self.sources.items():
+            self._to_pool[name] = np.array([index.setdefault(v, len(index))
+                                            for v in source.item_ids], dtype=np.int64)
+        self.item_ids = list(index)
 
     def fit(self, table: pa.Table, columns: LogColumns | None = None) -> CandidatePool:
         """Fit every source on one impression log (the watch log is extracted once)."""
         log = WatchLog.from_table(table, columns or LogColumns())
         for source in self.sources.values():
             source.fit(table, log if source.columns == (columns or LogColumns()) else None)
+        self._index_items()
         return self
 
     def candidates(self, query: Query, limit: int | None = None) -> list[PooledCandidate]:
+        """``merge`` as a list of candidates."""
+        return self.merge(query, limit).candidates()
+
+    def merge(self, query: Query, limit: int | None = None) -> PoolResult:
         """Up to ``limit`` (default ``max_candidates``) distinct candidates.
 
         First pass: round-robin by rank over each source's list cut at its quota. Second pass, if
-        the pool is not full yet: the same over what lies beyond the quotas.
+        the pool is not full yet: the same over what lies beyond the quotas. Computed as one sort
+        of every (pass, rank, source) discovery, keeping each item's first.
         """
         cap = min(limit or self.max_candidates, self.max_candidates)
-        lists = {name: source.candidates(query, cap) for name, source in self.sources.items()}
-        pooled: dict[str, PooledCandidate] = {}
-        first = {name: found[:self.quotas[name]] for name, found in lists.items()}
-        rest = {name: found[self.quotas[name]:] for name, found in lists.items()}
-        for part in (first, rest):
-            longest = max((len(v) for v in part.values()), default=0)
-            for rank in range(longest):
-                for name, found in part.items():
-                    if rank < len(found):
-                        self._add(pooled, name, found[rank], cap)
-        return list(pooled.values())
-
-    @staticmethod
-    def _add(pooled: dict[str, PooledCandidate], name: str, item: Candidate, cap: int) -> None:
-        known = pooled.get(item.item_id)
-        if known is not None:
-            if name not in known.sources:
-                known.sources.append(name)
-        elif len(pooled) < cap:
-            pooled[item.item_id] = PooledCandidate(item.item_id, name, [name], item.score)
+        names = list(self.sources)
+        codes, scores, source, rank = [], [], [], []
+        for s, name in enumerate(names):
+            found, score = self.sources[name].retrieve(query, cap)
+            codes.append(self._to_pool[name][found])
+            scores.append(score)
+            source.append(np.full(len(found), s, np.int64))
+            rank.append(np.arange(len(found)))
+        codes_all, scores_all = np.concatenate(codes), np.concatenate(scores)
+        source_all, rank_all = np.concatenate(source), np.concatenate(rank)
+        quota = np.array([self.quotas[n] for n in names], np.int64)
+        second = rank_all >= quota[source_all]
+        order = np.lexsort((source_all, rank_all, second))
+        codes_all, scores_all, source_all = codes_all[order], scores_all[order], source_all[order]
+        _, first = np.unique(codes_all, return_index=True)
+        chosen = np.sort(first)[:cap]
+        pooled = codes_all[chosen]
+        if not len(pooled):
+            empty = np.zeros(0, np.int64)
+            return PoolResult(self.item_ids, empty, empty, np.zeros(0, np.float32), names, empty,
+                              empty)
+        sorter = np.argsort(pooled)
+        at = np.minimum(np.searchsorted(pooled, codes_all, sorter=sorter), len(pooled) - 1)
+        hit = pooled[sorter[at]] == codes_all
+        return PoolResult(self.item_ids, pooled, source_all[chosen], scores_all[chosen], names,
+                          sorter[at][hit], source_all[hit])
 
     def describe(self) -> dict[str, Any]:
         return {"max_candidates": self.max_candidates, "quotas": self.quotas,

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from watchnext.retrieve.base import Candidate, CandidateSource, Query, top_excluding
+from watchnext.retrieve.base import CandidateSource, Query
 from watchnext.retrieve.log import DAY_SECONDS, LogColumns, WatchLog
 
 
@@ -47,7 +47,6 @@ class PopularFresh(CandidateSource):
             raise ValueError(f"PopularFresh: fresh_share must be in [0, 1], got {fresh_share}")
         self.half_life_days, self.fresh_days = half_life_days, fresh_days
         self.fresh_share, self.max_items = fresh_share, max_items
-        self.item_ids: list[str] = []
         self.ranked = np.zeros(0, np.int64)
         self.scores = np.zeros(0, np.float32)
         self.fresh = np.zeros(0, bool)
@@ -66,8 +65,9 @@ class PopularFresh(CandidateSource):
         self.fresh = is_fresh[self.ranked]
         self.item_ids = log.item_ids
 
-    def candidates(self, query: Query, n: int) -> list[Candidate]:
-        return top_excluding(self.ranked, self.scores, self.item_ids, query, n)
+    def retrieve(self, query: Query, n: int) -> tuple[np.ndarray, np.ndarray]:
+        end = n + len(query.exclude) + 1
+        return self.allowed(self.ranked[:end], self.scores[:end], query, n)
 
     def params(self) -> dict[str, Any]:
         return {"half_life_days": self.half_life_days, "fresh_days": self.fresh_days,

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from watchnext.data.errors import DataError
-from watchnext.retrieve.base import Candidate, CandidateSource, Query, csr_from_pairs, top_excluding
+from watchnext.retrieve.base import CandidateSource, Query, csr_from_pairs
 from watchnext.retrieve.log import LogColumns, WatchLog, times_in_seconds
 
 
@@ -35,22 +35,20 @@ class TopicMatch(CandidateSource):
         self.topic_column, self.separator = topic_column, separator
         self.half_life_days, self.max_per_topic, self.user_topics = (
             half_life_days, max_per_topic, user_topics)
-        self.item_ids: list[str] = []
         self.user_ids: list[str] = []
         self.topics: list[str] = []
         self.state: dict[str, np.ndarray] = {}
-        self._items: dict[str, int] = {}
         self._users: dict[str, int] = {}
 
     def _fit(self, log: WatchLog, table: pa.Table) -> None:
         if self.topic_column not in table.column_names:
             raise DataError("topic column is missing; TopicMatch needs a topic/category feature",
                             column=self.topic_column)
-        item_codes, topic_codes = self._latest_topics(table)
-        self._set_ids(self.item_ids, log.user_ids)
+        item_ids, item_codes, topic_codes = self._latest_topics(table)
+        self._set_ids(item_ids, log.user_ids)
         n_items, n_topics = len(self.item_ids), len(self.topics)
         popularity = np.zeros(n_items)
-        log_to_mine = np.array([self._items.get(v, -1) for v in log.item_ids], np.int64)
+        log_to_mine = np.array([self.item_index.get(v, -1) for v in log.item_ids], np.int64)
         mine = log_to_mine[log.items] if len(log) else np.zeros(0, np.int64)
         seen = mine >= 0
         np.add.at(popularity, mine[seen], log.decay(self.half_life_days)[seen])
@@ -67,8 +65,8 @@ class TopicMatch(CandidateSource):
                       "topic_scores": topic_scores, "user_indptr": user_indptr,
                       "user_topics": user_top}
 
-    def _latest_topics(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-        """(item code, topic code) pairs from each item's latest row; sets the id lists."""
+    def _latest_topics(self, table: pa.Table) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Item ids, and (item code, topic code) pairs from each item's latest row; sets topics."""
         rows = table.filter(pc.and_(pc.is_valid(table[self.columns.item]),
                                     pc.is_valid(table[self.topic_column])))
         time_column = self.columns.time_column(rows)
@@ -80,11 +78,10 @@ class TopicMatch(CandidateSource):
         lists = self._as_lists(rows[self.topic_column].take(pa.array(latest)))
         parents = pc.list_parent_indices(lists).to_numpy()
         flat = pc.list_flatten(lists)
-        self.item_ids = [str(v) for v in items[latest]]
         encoded = pc.dictionary_encode(flat)
         self.topics = [str(v) for v in encoded.dictionary.to_pylist()]
-        return parents.astype(np.int64), encoded.indices.to_numpy(zero_copy_only=False).astype(
-            np.int64)
+        return ([str(v) for v in items[latest]], parents.astype(np.int64),
+                encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))
 
     def _as_lists(self, column: pa.ChunkedArray) -> pa.ListArray:
         column = column.combine_chunks()
@@ -104,12 +101,11 @@ class TopicMatch(CandidateSource):
 
     def _set_ids(self, item_ids: list[str], user_ids: list[str]) -> None:
         self.item_ids, self.user_ids = item_ids, user_ids
-        self._items = {v: i for i, v in enumerate(item_ids)}
         self._users = {v: i for i, v in enumerate(user_ids)}
 
     def query_topics(self, query: Query) -> np.ndarray:
         """Topic codes for the query: its video's topics, else the user's favourite ones."""
-        item = self._items.get(query.video_id) if query.video_id is not None else None
+        item = self.item_index.get(query.video_id) if query.video_id is not None else None
         if item is not None:
             topics = _csr_rows(self.state["item_indptr"], self.state["item_topics"], item)
             if len(topics):
@@ -119,10 +115,10 @@ class TopicMatch(CandidateSource):
             return _csr_rows(self.state["user_indptr"], self.state["user_topics"], user)
         return np.zeros(0, np.int64)
 
-    def candidates(self, query: Query, n: int) -> list[Candidate]:
+    def retrieve(self, query: Query, n: int) -> tuple[np.ndarray, np.ndarray]:
         topics = self.query_topics(query)
         if not len(topics):
-            return []
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
         s = self.state
         items = np.concatenate([_csr_rows(s["topic_indptr"], s["topic_items"], t) for t in topics])
         scores = np.concatenate([_csr_rows(s["topic_indptr"], s["topic_scores"], t)
@@ -131,7 +127,7 @@ class TopicMatch(CandidateSource):
         items, scores = items[order], scores[order]
         _, first = np.unique(items, return_index=True)
         keep = np.sort(first)
-        return top_excluding(items[keep], scores[keep], self.item_ids, query, n)
+        return self.allowed(items[keep], scores[keep], query, n)
 
     def params(self) -> dict[str, Any]:
         return {"topic_column": self.topic_column, "separator": self.separator,

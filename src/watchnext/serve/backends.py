@@ -108,6 +108,9 @@ def export_onnx(graph: ServingGraph, inputs: tuple[torch.Tensor, ...], path: str
         # The torch.export-based exporter needs onnxscript, which we do not depend on; the
         # TorchScript exporter handles this plain feed-forward graph and warns it is legacy.
         warnings.simplefilter("ignore", DeprecationWarning)
+        # index_add (the shallow tower's bias on engagement logits) triggers a generic warning
+        # about duplicate indices; ours are distinct task indices, and parity is checked after.
+        warnings.filterwarnings("ignore", message=".*duplicated values in 'index'")
         torch.onnx.export(graph.eval(), inputs, str(path), input_names=list(INPUTS),
                           output_names=list(OUTPUTS), dynamic_axes=dynamic, opset_version=OPSET,
                           dynamo=False)

@@ -286,9 +286,11 @@ def _input_columns(encoder: FeatureEncoder) -> set[str]:
 
 
 def _label_columns(encoder: FeatureEncoder) -> set[str]:
+    """Columns the encoder checks but serving cannot know: labels, request id and the display
+    position (missing before ranking, by design); they are passed as nulls."""
     cfg = encoder.config
     labels = set().union(*(expressions.columns(t.label) for t in cfg.tasks))
-    extra = {cfg.data.request_column} if cfg.data.request_column else set()
+    extra = {c for c in (cfg.data.request_column, cfg.bias.position) if c}
     return (labels | extra) - _input_columns(encoder)
 
 

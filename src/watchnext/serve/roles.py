@@ -2,10 +2,14 @@
 
 At serving a row is (user, candidate video, request context), so every column the model reads
 must come from one of: the user's latest known values, the candidate's latest known values, the
-request (time, device), or a constant. A column belongs to the user if, within each (user, day)
-with two or more rows, it never changes (user-table columns, a user's history rates); likewise for
-the item. Known time columns are context. Anything else is served as a constant (its typical
-value) and listed in the model's manifest so it is not a silent surprise.
+request (time, device), a (user, kind of video) pair, or a constant. A column belongs to the user
+if, within each (user, day) with two or more rows, it never changes (user-table columns, a user's
+history rates); likewise for the item. Known time columns are context.
+
+A *pair* column is keyed by a composite key column K that is a function of (user, item) but of
+neither alone, e.g. K = "user:length-bucket" for a user's history on videos of that length: the
+column is constant within (K, day). Anything else is served as a constant (its typical value) and
+listed in the model's manifest so it is not a silent surprise.
 """
 
 from __future__ import annotations
@@ -20,7 +24,14 @@ from watchnext.serve.context import DERIVERS
 
 USER, ITEM, CONTEXT, DEVICE, CONSTANT = "user", "item", "context", "device", "constant"
 ROLES = (USER, ITEM, CONTEXT, DEVICE, CONSTANT)
+PAIR = "pair:"  # role prefix: "pair:K" for a column keyed by the composite key column K
 CONSTANT_ENOUGH = 0.99  # share of (key, day) groups in which a column must not change
+MIN_GROUPS = 10  # multi-row groups needed before a pair key counts as evidence
+
+
+def pair_key(role: str) -> str | None:
+    """K for a ``pair:K`` role, else None."""
+    return role[len(PAIR):] if role.startswith(PAIR) else None
 
 
 def _codes(column: pa.ChunkedArray) -> np.ndarray:
@@ -28,13 +39,20 @@ def _codes(column: pa.ChunkedArray) -> np.ndarray:
     return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def constancy(table: pa.Table, key: str, day: str, column: str) -> tuple[float, int]:
-    """(share of multi-row (key, day) groups where ``column`` is constant, number of such groups)."""
-    if not key or key not in table.column_names or table.num_rows == 0:
+def constancy(table: pa.Table, key: str | list[str], day: str, column: str) -> tuple[float, int]:
+    """(share of multi-row (key, day) groups where ``column`` is constant, number of such groups).
+
+    ``key`` may be several columns (their combination is the group).
+    """
+    keys = [key] if isinstance(key, str) else list(key)
+    if not keys or not all(k and k in table.column_names for k in keys) or table.num_rows == 0:
         return float("nan"), 0
-    group = _codes(table[key])
     if day and day in table.column_names:
-        group = group * (int(_codes(table[day]).max()) + 1) + _codes(table[day])
+        keys.append(day)
+    group = np.zeros(table.num_rows, np.int64)
+    for k in keys:
+        codes = _codes(table[k])
+        group = np.unique(group * (int(codes.max()) + 1) + codes, return_inverse=True)[1]
     values = _codes(table[column])
     order = np.argsort(group, kind="stable")
     group, values = group[order], values[order]
@@ -55,6 +73,7 @@ def infer_roles(table: pa.Table, columns: list[str], *, user: str, item: str, de
         if role not in ROLES:
             raise ValueError(f"role for column {column!r} must be one of {ROLES}, got {role!r}")
     roles: dict[str, str] = {}
+    pairs: list[str] | None = None
     for column in columns:
         if column in overrides:
             roles[column] = overrides[column]
@@ -68,6 +87,10 @@ def infer_roles(table: pa.Table, columns: list[str], *, user: str, item: str, de
             roles[column] = CONTEXT
         else:
             roles[column] = _keyed_role(table, column, user, item, day)
+            if roles[column] == CONSTANT and user and item:
+                if pairs is None:
+                    pairs = pair_keys(table, user, item, set(columns))
+                roles[column] = _pair_role(table, column, pairs, day)
     return roles
 
 
@@ -78,3 +101,30 @@ def _keyed_role(table: pa.Table, column: str, user: str, item: str, day: str) ->
         if not np.isnan(share) and share >= CONSTANT_ENOUGH:
             scores.append((share, groups, role))
     return max(scores)[2] if scores else CONSTANT
+
+
+def pair_keys(table: pa.Table, user: str, item: str, skip: set[str]) -> list[str]:
+    """Id-like columns that are a function of (user, item) but of neither alone."""
+    found = []
+    for column in table.column_names:
+        kind = table.schema.field(column).type
+        if column in skip or column.startswith("__") or not (
+                pa.types.is_string(kind) or pa.types.is_large_string(kind)
+                or pa.types.is_integer(kind)):
+            continue
+        share, groups = constancy(table, [user, item], "", column)
+        if groups < MIN_GROUPS or not share >= CONSTANT_ENOUGH:
+            continue
+        if any(constancy(table, key, "", column)[0] >= CONSTANT_ENOUGH for key in (user, item)):
+            continue
+        found.append(column)
+    return found
+
+
+def _pair_role(table: pa.Table, column: str, keys: list[str], day: str) -> str:
+    scores = []
+    for key in keys:
+        share, groups = constancy(table, key, day, column)
+        if groups >= MIN_GROUPS and share >= CONSTANT_ENOUGH:
+            scores.append((groups, key))
+    return PAIR + max(scores)[1] if scores else CONSTANT

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from watchnext.retrieve.base import Query, RetrievalError
-from watchnext.retrieve.pool import CandidatePool, PooledCandidate
+from watchnext.retrieve.pool import CandidatePool
 from watchnext.serve.backends import (
     PARITY_TOLERANCE,
     Backend,
@@ -114,9 +115,13 @@ class ServingModel:
                    when: dt.datetime | None = None, details: bool = False) -> Ranking:
         """Retrieve candidates for (user, video), rank them and return the top ``k``."""
         start = time.perf_counter()
-        pooled = self.pool.candidates(Query(user_id, video_id, frozenset(exclude)))
+        pooled = self.pool.merge(Query(user_id, video_id, frozenset(exclude)))
         retrieved = time.perf_counter()
-        ranking = self._rank(user_id, video_id, device, pooled, k, when, details)
+
+        def origin(i: int) -> tuple[str, list[str]]:
+            return pooled.source_names[pooled.source[i]], pooled.sources_of(i)
+
+        ranking = self._rank(user_id, video_id, device, pooled.ids, origin, k, when, details)
         ranking.timings_ms["retrieval"] = (retrieved - start) * 1e3
         return ranking
 
@@ -125,15 +130,15 @@ class ServingModel:
               details: bool = False) -> Ranking:
         """Rank caller-supplied candidates (duplicates scored once), all of them unless ``k``."""
         unique = list(dict.fromkeys(candidates))
-        pooled = [PooledCandidate(c, CALLER, [CALLER]) for c in unique]
-        return self._rank(user_id, video_id, device, pooled, k or len(unique), when, details)
+        return self._rank(user_id, video_id, device, unique, lambda _i: (CALLER, [CALLER]),
+                          k or len(unique), when, details)
 
     def _rank(self, user_id: str | None, video_id: str | None, device: str | None,
-              pooled: list[PooledCandidate], k: int, when: dt.datetime | None,
-              details: bool) -> Ranking:
+              ids: list[str], origin: Callable[[int], tuple[str, list[str]]], k: int,
+              when: dt.datetime | None, details: bool) -> Ranking:
+        """Encode, run the serving graph, keep the top ``k`` by score (stable on ties)."""
         start = time.perf_counter()
         when = when or dt.datetime.now(dt.UTC)
-        ids = [c.item_id for c in pooled]
         known_video = self.store.knows_item(video_id)
         if not ids:
             return Ranking([], self.version, self.store.knows_user(user_id), known_video, 0,
@@ -141,12 +146,13 @@ class ServingModel:
         enc = self.store.encode(user_id, ids, device, when)
         preds, scores = self.backend.run(enc.categorical, enc.dense, enc.multi, enc.device)
         top = np.argsort(-scores, kind="stable")[:k]
-        items = [RankedItem(ids[i], float(scores[i]),
-                            {name: float(v) for name, v in zip(self.task_names, preds[i],
-                                                               strict=True)},
-                            pooled[i].source, list(pooled[i].sources), bool(enc.known_items[i]),
-                            self.store.item_details(ids[i]) if details else None)
-                 for i in top.tolist()]
+        items = []
+        for i in top.tolist():
+            source, sources = origin(i)
+            items.append(RankedItem(ids[i], float(scores[i]),
+                                    dict(zip(self.task_names, preds[i].tolist(), strict=True)),
+                                    source, sources, bool(enc.known_items[i]),
+                                    self.store.item_details(ids[i]) if details else None))
         return Ranking(items, self.version, enc.known_user, known_video, len(ids),
                        {"ranking": (time.perf_counter() - start) * 1e3})
 

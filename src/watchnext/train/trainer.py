@@ -24,7 +24,7 @@ from watchnext.model.ranker import MultitaskRanker
 from watchnext.train import checkpoint as ckpt
 from watchnext.train.losses import per_task_losses, weighted_total
 from watchnext.train.optim import make_optimizer
-from watchnext.train.speed import sparse_tables
+from watchnext.train.speed import autocast, sparse_tables
 
 Log = Callable[[str], None]
 
@@ -50,6 +50,7 @@ class Trainer:
             self.optimizer = torch.optim.Adam(model.parameters(), lr=t.learning_rate,
                                               weight_decay=t.weight_decay)
         self.loss_weights = torch.tensor([task.loss_weight for task in config.tasks])
+        self._forward = torch.compile(model) if t.compile else model  # training forward only
         self.step = 0
         self.chunk = 0
         if t.threads:
@@ -93,11 +94,12 @@ class Trainer:
         return self._named(sums / max(batches, 1))
 
     def train_step(self, mb: Batch) -> torch.Tensor:
-        out = self.model(mb)
-        losses = per_task_losses(out.logits, mb.labels, self.model.is_binary)
+        with autocast(self.config.train.precision):
+            out = self._forward(mb)
+        losses = per_task_losses(out.logits.float(), mb.labels, self.model.is_binary)
         total = weighted_total(losses, self.loss_weights)
         if out.position_logits is not None:
-            total = total + position_loss(out.position_logits, mb.position)
+            total = total + position_loss(out.position_logits.float(), mb.position)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()

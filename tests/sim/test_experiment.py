@@ -1,0 +1,96 @@
+"""The experiment harness end to end on tiny configs: outputs, repeatability, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from tests.sim.conftest import CONFIGS, tiny_experiment
+from watchnext.sim import commands
+from watchnext.sim.experiment import run_experiment
+from watchnext.sim.experiment_config import experiment_from_dict
+
+QUIET = {"log": lambda _msg: None}
+
+
+def test_arms_experiment_writes_table_json_and_plots(tmp_path):
+    results = run_experiment(experiment_from_dict(tiny_experiment()), tmp_path, **QUIET)
+    for name in ("table.md", "results.json", "lifts.png", "bias.png", "experts.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["day=2024-01-01", "day=2024-01-02"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["control"] == "popularity" and set(saved["arms"]) == {"popularity", "random", "model"}
+    control = results["arms"]["popularity"]["lifts"]["watch_time"]
+    assert control["lift"] == 0 and not control["significant"]
+    random = results["arms"]["random"]
+    lift = random["lifts"]["watch_time"]
+    assert lift["lift"] == pytest.approx(random["live"]["watch_time"] / control["control"] - 1)
+    assert lift["low"] < lift["lift"] < lift["high"]
+    model = results["arms"]["model"]
+    assert set(model["ground_truth"]["bias"]) == {"phone", "desktop", "tablet", "tv"}
+    assert 0 < model["ground_truth"]["ndcg"]["click"] <= 1
+    table = (tmp_path / "table.md").read_text()
+    assert "| random |" in table and "watch_time lift" in table
+
+
+def test_same_config_and_seed_give_the_same_table(tmp_path):
+    raw = tiny_experiment(arms=tiny_experiment()["arms"][::2])
+    run_experiment(experiment_from_dict(raw), tmp_path / "a", **QUIET)
+    run_experiment(experiment_from_dict(raw), tmp_path / "b", **QUIET)
+    run_experiment(experiment_from_dict(raw), tmp_path / "c", seed=4, **QUIET)
+    first = (tmp_path / "a" / "table.md").read_text()
+    assert first == (tmp_path / "b" / "table.md").read_text()
+    assert first != (tmp_path / "c" / "table.md").read_text()
+
+
+@pytest.mark.parametrize("kind, extra, outputs", [
+    ("sweep", {"sweep": {"arm": "model", "engagement": [0.0, 1.0], "satisfaction": [0.0, 1.0, 4.0]}},
+     ["pareto.png"]),
+    ("polarisation", {"polarisation": {"seeds": 2}}, ["polarisation.png", "experts.png"]),
+    ("feedback", {"feedback": {"rounds": 2, "requests_per_round": 300, "window": 2}}, ["rounds.png"]),
+])
+def test_other_kinds_run_on_a_tiny_world(tmp_path, kind, extra, outputs):
+    raw = tiny_experiment(kind=kind, **extra)
+    if kind != "feedback":
+        raw["arms"] = [a for a in raw["arms"] if a["name"] == "model"]
+        raw["evaluation"].pop("control")
+    results = run_experiment(experiment_from_dict(raw), tmp_path, **QUIET)
+    for name in ("table.md", "results.json", *outputs):
+        assert (tmp_path / name).exists(), name
+    if kind == "sweep":
+        points = results["points"]
+        assert len(points) == 6 and sum(p["default"] for p in points) == 1
+        assert any(p["pareto"] for p in points)
+    if kind == "feedback":
+        assert [r["round"] for r in results["rounds"]] == [1, 2]
+        assert (tmp_path / "logs" / "model").is_dir()
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    commands.register(app)
+    return app
+
+
+def test_cli_experiment_rejects_a_bad_config_with_the_key(tmp_path):
+    bad = tmp_path / "experiment_bad.toml"
+    bad.write_text('name = "bad"\nkind = "arms"\n[logging]\nepsilon = 3.0\n[[arms]]\nname = "a"\n')
+    result = CliRunner().invoke(_cli(), ["experiment", str(bad), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "logging.epsilon" in result.output
+
+
+def test_cli_knows_the_ready_configs():
+    assert commands.bundled("table2", "experiment_").name == "experiment_table2.toml"
+    result = CliRunner().invoke(_cli(), ["experiment", "table9"])
+    assert result.exit_code == 2 and "table2" in result.output
+
+
+def test_cli_simulate_writes_partitioned_logs(tmp_path):
+    result = CliRunner().invoke(_cli(), ["simulate", "--out", str(tmp_path), "--days", "2",
+                                         "--requests", "50", "--world", str(CONFIGS / "sim_world.toml")])
+    assert result.exit_code == 0, result.output
+    assert len(list(tmp_path.glob("day=*/impressions.parquet"))) == 2
