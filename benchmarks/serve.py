@@ -128,46 +128,89 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def load_test(url: str, token: str, bodies: list[dict], clients: int, duration: float
-                    ) -> dict[str, Any]:
+class Connection:
+    """A minimal keep-alive HTTP/1.1 client over asyncio streams: the load generator shares the
+    machine with the server, so it should spend as little CPU per request as possible."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes, headers: str = "") -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                          f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                          f"{headers}\r\n".encode() + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        fields = {k.strip().lower(): v.strip() for k, _, v in
+                  (line.partition(":") for line in lines[1:] if line)}
+        payload = await self.reader.readexactly(int(fields.get("content-length", "0")))
+        if fields.get("connection", "").lower() == "close":
+            await self.close()
+        return status, payload
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = self.reader = None
+
+
+async def load_test(host: str, port: int, token: str, bodies: list[dict], clients: int,
+                    duration: float) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[str] = []
     versions: dict[str, int] = {}
     reload_info: dict[str, Any] = {}
+    encoded = [json.dumps(b).encode() for b in bodies]
     stop = time.perf_counter() + duration
-    limits = httpx.Limits(max_connections=clients + 2, max_keepalive_connections=clients + 2)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
-        async def worker(seed: int) -> None:
-            rng = random.Random(seed)
-            while time.perf_counter() < stop:
-                start = time.perf_counter()
-                try:
-                    response = await http.post("/v1/watch-next", json=rng.choice(bodies))
-                except httpx.HTTPError as exc:
-                    errors.append(f"{type(exc).__name__}: {exc}")
-                    continue
-                latencies.append(time.perf_counter() - start)
-                if response.status_code != 200:
-                    errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
-                    continue
-                version = response.json()["model_version"]
-                versions[version] = versions.get(version, 0) + 1
 
-        async def reloader() -> None:
-            await asyncio.sleep(duration / 2)
+    async def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        connection = Connection(host, port)
+        while time.perf_counter() < stop:
             start = time.perf_counter()
-            response = await http.post("/admin/reload", json={"version": "v2"}, timeout=120,
-                                       headers={"Authorization": f"Bearer {token}"})
-            reload_info.update(status=response.status_code, seconds=time.perf_counter() - start,
-                               body=response.json())
+            try:
+                status, payload = await connection.post("/v1/watch-next", rng.choice(encoded))
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                await connection.close()
+                continue
+            latencies.append(time.perf_counter() - start)
+            if status != 200:
+                errors.append(f"HTTP {status}: {payload[:200]!r}")
+                continue
+            version = json.loads(payload)["model_version"]
+            versions[version] = versions.get(version, 0) + 1
+        await connection.close()
 
-        began = time.perf_counter()
-        await asyncio.gather(reloader(), *(worker(i) for i in range(clients)))
-        elapsed = time.perf_counter() - began
+    async def reloader() -> None:
+        await asyncio.sleep(duration / 2)
+        start = time.perf_counter()
+        connection = Connection(host, port)
+        status, payload = await connection.post(
+            "/admin/reload", json.dumps({"version": "v2"}).encode(),
+            f"Authorization: Bearer {token}\r\n")
+        await connection.close()
+        reload_info.update(status=status, seconds=time.perf_counter() - start,
+                           body=json.loads(payload))
+
+    began = time.perf_counter()
+    await asyncio.gather(reloader(), *(worker(i) for i in range(clients)))
+    elapsed = time.perf_counter() - began
     p50, p99 = percentiles(latencies) if latencies else (float("nan"), float("nan"))
     return {"requests": len(latencies), "errors": len(errors), "error_samples": errors[:5],
             "seconds": elapsed, "throughput": len(latencies) / elapsed, "p50_ms": p50,
             "p99_ms": p99, "versions": versions, "reload": reload_info}
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def http_benchmark(registry: Path, clients: int, duration: float) -> dict[str, Any]:
@@ -196,7 +239,12 @@ def http_benchmark(registry: Path, clients: int, duration: float) -> dict[str, A
                   for u in examples["users"]]
         bodies += [{"user_id": f"new-user-{i}", "video_id": v, "k": 10}
                    for i, v in enumerate(examples["videos"][:20])]
-        return asyncio.run(load_test(url, token, bodies, clients, duration))
+        server_cpu, client_cpu = process_cpu(server.pid), os.times()
+        result = asyncio.run(load_test("127.0.0.1", port, token, bodies, clients, duration))
+        after = os.times()
+        result["server_cpu_s"] = process_cpu(server.pid) - server_cpu
+        result["client_cpu_s"] = (after.user + after.system) - (client_cpu.user + client_cpu.system)
+        return result
     finally:
         server.terminate()
         try:
@@ -227,6 +275,9 @@ def report(local: dict[str, Any], http: dict[str, Any], args: argparse.Namespace
     print(f"  requests {http['requests']:,}   errors {http['errors']}   throughput "
           f"{http['throughput']:.1f} req/s   p50 {http['p50_ms']:.1f} ms   p99 "
           f"{http['p99_ms']:.1f} ms")
+    print(f"  CPU: server {http['server_cpu_s'] / max(http['requests'], 1) * 1e3:.1f} ms per "
+          f"request ({http['server_cpu_s'] / http['seconds']:.2f} cores), load generator "
+          f"{http['client_cpu_s'] / http['seconds']:.2f} cores")
     print(f"  reload v1 -> v2 mid-load: HTTP {reload.get('status')} in "
           f"{reload.get('seconds', float('nan')):.2f} s; answers by version: {http['versions']}")
     for sample in http["error_samples"]:

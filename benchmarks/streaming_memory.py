@@ -40,8 +40,8 @@ import pyarrow.parquet as pq
 CONFIG = {
     "name": "streaming-benchmark",
     "features": [
-        {"name": "user_id", "kind": "categorical", "embedding_dim": 8, "hash_buckets": 1 << 18},
-        {"name": "video_id", "kind": "categorical", "embedding_dim": 8},
+        {"name": "user_id", "kind": "categorical", "embedding_dim": 4, "hash_buckets": 1 << 16},
+        {"name": "video_id", "kind": "categorical", "embedding_dim": 4, "max_vocab": 20_000},
         {"name": "duration", "kind": "numeric", "column": "duration_s",
          "transform": "log1p_standardize"},
     ],
@@ -50,10 +50,10 @@ CONFIG = {
         {"name": "like", "type": "binary", "label": "like", "group": "satisfaction"},
     ],
     "bias": {"position": "position", "device": "device", "max_position": 10},
-    "model": {"kind": "mmoe", "bottom_units": [32], "num_experts": 2, "expert_units": [16],
-              "tower_units": [8]},
+    "model": {"kind": "mmoe", "bottom_units": [16], "num_experts": 2, "expert_units": [8],
+              "tower_units": [4]},
     "train": {"batch_size": 4096, "learning_rate": 0.002, "max_epochs": 1, "seed": 0,
-              "progress": False},
+              "progress": False, "threads": 1},
 }
 
 

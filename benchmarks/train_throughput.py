@@ -135,7 +135,7 @@ def run_watchnext(rows: int, model: dict[str, Any], train: dict[str, Any]) -> di
     del table, data
     gc.collect()
     torch.manual_seed(SEED)
-    ranker = MultitaskRanker(config, encoder, sparse=getattr(config.train, 'sparse_embeddings', False))
+    ranker = MultitaskRanker(config, encoder, sparse=config.train.sparse_embeddings)
     trainer = Trainer(config, encoder, ranker)
     reset_peak_rss()
     start = time.perf_counter()

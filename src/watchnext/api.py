@@ -51,7 +51,8 @@ class Ranker:
         tables = [train] if isinstance(train, pa.Table) else list(train)
         self.encoder = FeatureEncoder(self.config).fit(pa.concat_tables(
             tables, promote_options="permissive"))
-        self.model = MultitaskRanker(self.config, self.encoder)
+        self.model = MultitaskRanker(self.config, self.encoder,
+                                     sparse=self.config.train.sparse_embeddings)
         self.trainer = Trainer(self.config, self.encoder, self.model, self.log)
         cost = multiplications(self.model)
         self.log(f"{self.config.model.kind}: {cost['serving']:,} multiplications per example "
@@ -125,7 +126,8 @@ class Ranker:
 
     def _restore(self, saved: dict[str, Any], for_training: bool) -> None:
         self.encoder = FeatureEncoder.from_state(self.config, saved["encoder"])
-        self.model = MultitaskRanker(self.config, self.encoder)
+        self.model = MultitaskRanker(self.config, self.encoder,
+                                     sparse=self.config.train.sparse_embeddings)
         self.model.load_state_dict(saved["weights"])
         self.model.eval()
         self.trainer = Trainer(self.config, self.encoder, self.model, self.log)

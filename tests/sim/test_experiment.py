@@ -16,12 +16,18 @@ from watchnext.sim.experiment_config import experiment_from_dict
 QUIET = {"log": lambda _msg: None}
 
 
-def test_arms_experiment_writes_table_json_and_plots(tmp_path):
-    results = run_experiment(experiment_from_dict(tiny_experiment()), tmp_path, **QUIET)
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    return out, run_experiment(experiment_from_dict(tiny_experiment()), out, **QUIET)
+
+
+def test_arms_experiment_writes_table_json_and_plots(tiny_run):
+    out, results = tiny_run
     for name in ("table.md", "results.json", "lifts.png", "bias.png", "experts.png"):
-        assert (tmp_path / name).stat().st_size > 0, name
-    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["day=2024-01-01", "day=2024-01-02"]
-    saved = json.loads((tmp_path / "results.json").read_text())
+        assert (out / name).stat().st_size > 0, name
+    assert sorted(p.name for p in (out / "logs").iterdir()) == ["day=2024-01-01", "day=2024-01-02"]
+    saved = json.loads((out / "results.json").read_text())
     assert saved["control"] == "popularity" and set(saved["arms"]) == {"popularity", "random", "model"}
     control = results["arms"]["popularity"]["lifts"]["watch_time"]
     assert control["lift"] == 0 and not control["significant"]
@@ -32,18 +38,17 @@ def test_arms_experiment_writes_table_json_and_plots(tmp_path):
     model = results["arms"]["model"]
     assert set(model["ground_truth"]["bias"]) == {"phone", "desktop", "tablet", "tv"}
     assert 0 < model["ground_truth"]["ndcg"]["click"] <= 1
-    table = (tmp_path / "table.md").read_text()
+    table = (out / "table.md").read_text()
     assert "| random |" in table and "watch_time lift" in table
 
 
-def test_same_config_and_seed_give_the_same_table(tmp_path):
-    raw = tiny_experiment(arms=tiny_experiment()["arms"][::2])
-    run_experiment(experiment_from_dict(raw), tmp_path / "a", **QUIET)
-    run_experiment(experiment_from_dict(raw), tmp_path / "b", **QUIET)
-    run_experiment(experiment_from_dict(raw), tmp_path / "c", seed=4, **QUIET)
-    first = (tmp_path / "a" / "table.md").read_text()
-    assert first == (tmp_path / "b" / "table.md").read_text()
-    assert first != (tmp_path / "c" / "table.md").read_text()
+def test_same_config_and_seed_give_the_same_table(tiny_run, tmp_path):
+    out, _ = tiny_run
+    run_experiment(experiment_from_dict(tiny_experiment()), tmp_path / "again", **QUIET)
+    run_experiment(experiment_from_dict(tiny_experiment()), tmp_path / "seed4", seed=4, **QUIET)
+    first = (out / "table.md").read_text()
+    assert first == (tmp_path / "again" / "table.md").read_text()
+    assert first != (tmp_path / "seed4" / "table.md").read_text()
 
 
 @pytest.mark.parametrize("kind, extra, outputs", [

@@ -1,7 +1,8 @@
 """The serving feature store: model inputs for (user, candidate videos, request context).
 
-Built from the impression logs: for every user and every video, the latest known value of each
-column that describes it (see ``roles``), plus a cold-start value for unknown ones (the id itself
+Built from the impression logs: for every user, every video and every (user, kind of video) pair
+(see ``pairs``), the latest known value of each column that describes it (see ``roles``), plus a
+cold-start value for unknown ones (the id itself
 maps to the out-of-vocabulary bucket; numeric columns take the median seen on first appearances,
 which is what the model saw for new users and videos in training; other columns are missing).
 
@@ -36,6 +37,9 @@ from watchnext.data.encoder import FeatureEncoder
 from watchnext.retrieve.log import LogColumns, times_in_seconds
 from watchnext.serve import roles as R
 from watchnext.serve.context import derive, infer_utc_offset
+from watchnext.serve.pairs import KIND as R_KIND
+from watchnext.serve.pairs import USER as R_USER
+from watchnext.serve.pairs import PairTable
 
 COLD_KEY = "\x00watchnext-cold-start"  # never a real id, so it encodes to the OOV bucket
 CONTEXT_CACHE = 4096
@@ -70,8 +74,10 @@ class FeatureStore:
     """Latest known raw values per user and per item, and their pre-encoded matrices."""
 
     def __init__(self, encoder: FeatureEncoder, spec: dict[str, Any], users: pa.Table,
-                 items: pa.Table, defaults: dict[str, Any], examples: dict[str, Any] | None = None):
+                 items: pa.Table, defaults: dict[str, Any], examples: dict[str, Any] | None = None,
+                 pairs: dict[str, PairTable] | None = None):
         self.encoder, self.spec = encoder, spec
+        self.pairs = pairs or {}
         self.examples = examples or {"users": [], "videos": []}
         self.users, self.items, self.defaults = users, items, defaults
         self.roles: dict[str, str] = spec["roles"]
@@ -85,7 +91,8 @@ class FeatureStore:
         self._context_cache: OrderedDict[tuple, Encoded] = OrderedDict()
         self._context_lock = threading.Lock()
         self.feature_roles = self._feature_roles()
-        self.fast = all(r in (R.USER, R.ITEM, R.CONTEXT) for r in self.feature_roles.values())
+        self.fast = all(r in (R.USER, R.ITEM, R.CONTEXT) or R.pair_key(r)
+                        for r in self.feature_roles.values())
         if self.fast:
             self._precompute()
 
@@ -112,32 +119,39 @@ class FeatureStore:
         users = _latest(ordered, user, [c for c in needed if roles[c] == R.USER]) if user else \
             pa.table({})
         items = _latest(ordered, columns.item, [c for c in needed if roles[c] == R.ITEM])
+        pair_keys = sorted({R.pair_key(r) for r in roles.values() if R.pair_key(r)})
+        pairs = {k: PairTable.build(ordered, k, user, columns.item,
+                                    [c for c in needed if R.pair_key(roles[c]) == k])
+                 for k in pair_keys}
         defaults = {}
         for c in needed:
-            key = {R.USER: user, R.ITEM: columns.item}.get(roles[c])
-            if roles[c] in (R.USER, R.ITEM) and c != key:
+            key = {R.USER: user, R.ITEM: columns.item}.get(roles[c], R.pair_key(roles[c]))
+            if key and c != key and c not in (user, columns.item):
                 defaults[c] = _first_seen_median(ordered, key, c) if c in numeric_inputs else None
             elif roles[c] == R.CONSTANT:
                 defaults[c] = _typical(ordered[c], c in numeric_inputs)
-        return cls(encoder, spec, users, items, defaults, _examples(ordered, user, columns.item))
+        return cls(encoder, spec, users, items, defaults, _examples(ordered, user, columns.item),
+                   pairs)
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         pq.write_table(self.users, directory / "users.parquet")
         pq.write_table(self.items, directory / "items.parquet")
+        pairs = [table.save(directory, f"pair{i}") for i, table in enumerate(self.pairs.values())]
         (directory / "store.json").write_text(json.dumps(
-            {"spec": self.spec, "defaults": _jsonable(self.defaults), "examples": self.examples},
-            indent=2))
+            {"spec": self.spec, "defaults": _jsonable(self.defaults), "examples": self.examples,
+             "pairs": pairs}, indent=2))
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, encoder: FeatureEncoder) -> FeatureStore:
         directory = Path(directory)
         meta = json.loads((directory / "store.json").read_text())
+        pairs = [PairTable.load(directory, entry) for entry in meta.get("pairs", [])]
         return cls(encoder, meta["spec"], pq.read_table(directory / "users.parquet"),
                    pq.read_table(directory / "items.parquet"), meta["defaults"],
-                   meta.get("examples"))
+                   meta.get("examples"), {p.key: p for p in pairs})
 
     # ---- lookups -----------------------------------------------------------------------------
 
@@ -185,6 +199,12 @@ class FeatureStore:
                     values = table[c].take(pa.array(rows, pa.int64())).cast(kind)
                     default = self._defaults[c]
                     columns[c] = values if default is None else pc.fill_null(values, default)
+            elif R.pair_key(role):
+                pair = self.pairs[R.pair_key(role)]
+                rows = [pair.row(u, i) for u, i in zip(user_ids, item_ids, strict=True)]
+                values = pair.values[c].take(pa.array(rows, pa.int64())).cast(kind)
+                default = self._defaults.get(c)
+                columns[c] = values if default is None else pc.fill_null(values, default)
             elif role == R.DEVICE:
                 columns[c] = pa.array([device] * n, pa.string())
             elif role == R.CONTEXT:
@@ -220,8 +240,22 @@ class FeatureStore:
             out[:, user_cols] = users[user, user_cols]
             out[:, ctx_cols] = context[0, ctx_cols]
             parts.append(out)
+        for key, (encoded, columns) in self._pairs_enc.items():
+            pair_rows = self._pair_rows(key, user_id, rows)
+            for out, values, cols in zip(parts, (encoded.categorical, encoded.dense,
+                                                 encoded.multi), columns, strict=True):
+                out[:, cols] = values[pair_rows][:, cols]
         return Encoded(*parts, device=np.full(len(rows), ctx.device[0], np.int64),
                        known_user=user != self._cold_user, known_items=rows != self._cold_item)
+
+    def _pair_rows(self, key: str, user_id: str | None, item_rows: np.ndarray) -> np.ndarray:
+        """Row of each candidate's (user, kind) in the pre-encoded pair matrix (cold: last)."""
+        pair = self.pairs[key]
+        kinds = self._item_kinds[key][item_rows]
+        cold = len(pair.values)
+        known = pair.rows.get(user_id, {}) if user_id is not None else {}
+        return np.fromiter((known.get(k, cold) for k in kinds.tolist()), np.int64,
+                           count=len(kinds))
 
     def _feature_roles(self) -> dict[str, str]:
         out = {}
@@ -248,6 +282,21 @@ class FeatureStore:
 
         self._cat_cols, self._dense_cols, self._multi_cols = (
             split(enc.categorical), split(enc.numeric), split(enc.multi))
+        self._pairs_enc: dict[str, tuple[Encoded, tuple[np.ndarray, ...]]] = {}
+        self._item_kinds: dict[str, np.ndarray] = {}
+        for key, pair in self.pairs.items():
+            users = [*pair.values[R_USER].to_pylist(), COLD_KEY]
+            items = [pair.representatives[k] for k in pair.values[R_KIND].to_pylist()] + [COLD_KEY]
+            role = R.PAIR + key
+
+            def cols(features: list[FeatureSpec], role: str = role) -> np.ndarray:
+                return np.array([i for i, f in enumerate(features)
+                                 if self.feature_roles[f.name] == role], np.int64)
+
+            self._pairs_enc[key] = (self._encode_rows(users, items, epoch),
+                                    (cols(enc.categorical), cols(enc.numeric), cols(enc.multi)))
+            self._item_kinds[key] = np.array(
+                [pair.item_kind.get(i, -1) for i in self.item_ids] + [-1], np.int64)
 
     def _encode_rows(self, user_ids: list[str], item_ids: list[str], when: dt.datetime
                      ) -> Encoded:

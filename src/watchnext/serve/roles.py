@@ -34,35 +34,56 @@ def pair_key(role: str) -> str | None:
     return role[len(PAIR):] if role.startswith(PAIR) else None
 
 
-def _codes(column: pa.ChunkedArray) -> np.ndarray:
-    encoded = pc.dictionary_encode(column.combine_chunks(), null_encoding="encode")
-    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+class Groups:
+    """Constancy tests on one table, with column codes and group ids computed once each."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+        self._codes: dict[str, np.ndarray] = {}
+        self._groups: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def codes(self, column: str) -> np.ndarray:
+        if column not in self._codes:
+            encoded = pc.dictionary_encode(self.table[column].combine_chunks(),
+                                           null_encoding="encode")
+            self._codes[column] = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        return self._codes[column]
+
+    def _grouping(self, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row order by group, start of each group in that order, multi-row group mask)."""
+        if keys not in self._groups:
+            group = np.zeros(self.table.num_rows, np.int64)
+            for k in keys:
+                codes = self.codes(k)
+                group = np.unique(group * (int(codes.max()) + 1) + codes, return_inverse=True)[1]
+            order = np.argsort(group, kind="stable")
+            starts = np.r_[0, np.flatnonzero(np.diff(group[order])) + 1]
+            multi = np.diff(np.r_[starts, len(group)]) >= 2
+            self._groups[keys] = (order, starts, multi)
+        return self._groups[keys]
+
+    def constancy(self, key: str | list[str], day: str, column: str) -> tuple[float, int]:
+        """(share of multi-row (key, day) groups where ``column`` is constant, how many groups).
+
+        ``key`` may be several columns (their combination is the group).
+        """
+        keys = [key] if isinstance(key, str) else list(key)
+        names = self.table.column_names
+        if not keys or not all(k and k in names for k in keys) or self.table.num_rows == 0:
+            return float("nan"), 0
+        if day and day in names:
+            keys.append(day)
+        order, starts, multi = self._grouping(tuple(keys))
+        if not multi.any():
+            return float("nan"), 0
+        values = self.codes(column)[order]
+        same = np.minimum.reduceat(values, starts) == np.maximum.reduceat(values, starts)
+        return float(same[multi].mean()), int(multi.sum())
 
 
 def constancy(table: pa.Table, key: str | list[str], day: str, column: str) -> tuple[float, int]:
-    """(share of multi-row (key, day) groups where ``column`` is constant, number of such groups).
-
-    ``key`` may be several columns (their combination is the group).
-    """
-    keys = [key] if isinstance(key, str) else list(key)
-    if not keys or not all(k and k in table.column_names for k in keys) or table.num_rows == 0:
-        return float("nan"), 0
-    if day and day in table.column_names:
-        keys.append(day)
-    group = np.zeros(table.num_rows, np.int64)
-    for k in keys:
-        codes = _codes(table[k])
-        group = np.unique(group * (int(codes.max()) + 1) + codes, return_inverse=True)[1]
-    values = _codes(table[column])
-    order = np.argsort(group, kind="stable")
-    group, values = group[order], values[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(group)) + 1]
-    sizes = np.diff(np.r_[starts, len(group)])
-    same = np.minimum.reduceat(values, starts) == np.maximum.reduceat(values, starts)
-    multi = sizes >= 2
-    if not multi.any():
-        return float("nan"), 0
-    return float(same[multi].mean()), int(multi.sum())
+    """``Groups(table).constancy(...)`` for a one-off question."""
+    return Groups(table).constancy(key, day, column)
 
 
 def infer_roles(table: pa.Table, columns: list[str], *, user: str, item: str, device: str,
@@ -73,6 +94,7 @@ def infer_roles(table: pa.Table, columns: list[str], *, user: str, item: str, de
         if role not in ROLES:
             raise ValueError(f"role for column {column!r} must be one of {ROLES}, got {role!r}")
     roles: dict[str, str] = {}
+    groups = Groups(table)
     pairs: list[str] | None = None
     for column in columns:
         if column in overrides:
@@ -86,25 +108,26 @@ def infer_roles(table: pa.Table, columns: list[str], *, user: str, item: str, de
         elif column in DERIVERS:
             roles[column] = CONTEXT
         else:
-            roles[column] = _keyed_role(table, column, user, item, day)
+            roles[column] = _keyed_role(groups, column, user, item, day)
             if roles[column] == CONSTANT and user and item:
                 if pairs is None:
-                    pairs = pair_keys(table, user, item, set(columns))
-                roles[column] = _pair_role(table, column, pairs, day)
+                    pairs = pair_keys(groups, user, item, set(columns))
+                roles[column] = _pair_role(groups, column, pairs, day)
     return roles
 
 
-def _keyed_role(table: pa.Table, column: str, user: str, item: str, day: str) -> str:
+def _keyed_role(groups: Groups, column: str, user: str, item: str, day: str) -> str:
     scores = []
     for role, key in ((USER, user), (ITEM, item)):
-        share, groups = constancy(table, key, day, column)
+        share, count = groups.constancy(key, day, column)
         if not np.isnan(share) and share >= CONSTANT_ENOUGH:
-            scores.append((share, groups, role))
+            scores.append((share, count, role))
     return max(scores)[2] if scores else CONSTANT
 
 
-def pair_keys(table: pa.Table, user: str, item: str, skip: set[str]) -> list[str]:
+def pair_keys(groups: Groups, user: str, item: str, skip: set[str]) -> list[str]:
     """Id-like columns that are a function of (user, item) but of neither alone."""
+    table = groups.table
     found = []
     for column in table.column_names:
         kind = table.schema.field(column).type
@@ -112,19 +135,19 @@ def pair_keys(table: pa.Table, user: str, item: str, skip: set[str]) -> list[str
                 pa.types.is_string(kind) or pa.types.is_large_string(kind)
                 or pa.types.is_integer(kind)):
             continue
-        share, groups = constancy(table, [user, item], "", column)
-        if groups < MIN_GROUPS or not share >= CONSTANT_ENOUGH:
+        share, count = groups.constancy([user, item], "", column)
+        if count < MIN_GROUPS or not share >= CONSTANT_ENOUGH:
             continue
-        if any(constancy(table, key, "", column)[0] >= CONSTANT_ENOUGH for key in (user, item)):
+        if any(groups.constancy(key, "", column)[0] >= CONSTANT_ENOUGH for key in (user, item)):
             continue
         found.append(column)
     return found
 
 
-def _pair_role(table: pa.Table, column: str, keys: list[str], day: str) -> str:
+def _pair_role(groups: Groups, column: str, keys: list[str], day: str) -> str:
     scores = []
     for key in keys:
-        share, groups = constancy(table, key, day, column)
-        if groups >= MIN_GROUPS and share >= CONSTANT_ENOUGH:
-            scores.append((groups, key))
+        share, count = groups.constancy(key, day, column)
+        if count >= MIN_GROUPS and share >= CONSTANT_ENOUGH:
+            scores.append((count, key))
     return PAIR + max(scores)[1] if scores else CONSTANT
