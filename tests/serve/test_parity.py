@@ -72,3 +72,33 @@ def test_serving_graph_equals_the_core_api(backends, serving):
     enc = serving.store.encode(user, items, None, WHEN)
     _, score = torch_backend.run(enc.categorical, enc.dense, enc.multi, enc.device)
     assert np.allclose(score, expected.numpy(), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("model", [
+    {"kind": "mmoe", "gate_input": "bottom"},
+    {"kind": "mmoe", "gate_input": "input", "expert_units": [16, 8], "bottom_units": [32, 24]},
+    {"kind": "shared_bottom", "bottom_units": [32, 16]},
+])
+def test_export_graph_equals_the_reference(tmp_path, logs, model):
+    """The re-expressed export graph computes exactly the model's own forward."""
+    from watchnext.retrieve.log import LogColumns
+    from watchnext.serve.backends import ExportGraph, example_inputs, export_onnx
+    from watchnext.serve.features import FeatureStore
+
+    from .conftest import tiny_config
+
+    ranker = Ranker(tiny_config().replace(model=model))
+    ranker._build(logs.slice(0, 2000))
+    ranker.model.eval()
+    store = FeatureStore.build(logs.slice(0, 2000), ranker.encoder, LogColumns())
+    inputs = parity_inputs(store, 300)
+    reference = TorchBackend(ServingGraph(ranker.model, ranker.config.tasks))
+    graph = ExportGraph(ranker.model, ranker.config.tasks)
+    assert max_score_difference(reference, TorchBackend(graph), inputs) <= 1e-6
+    p_ref, _ = reference.run(*inputs)
+    p_new, _ = TorchBackend(graph).run(*inputs)
+    assert np.abs(p_ref - p_new).max() <= 1e-6
+    path = export_onnx(graph, example_inputs(graph, 2, inputs[0].shape[1], inputs[1].shape[1],
+                                             inputs[2].shape[1:]), tmp_path / "g.onnx")
+    assert max_score_difference(reference, OnnxBackend(path), inputs) <= PARITY_TOLERANCE
+

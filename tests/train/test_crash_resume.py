@@ -230,7 +230,7 @@ def test_a_new_day_trains_warm_from_the_last_checkpoint(tmp_path):
     assert (first.global_step, second.global_step) == (10, 20)
     assert [d["day"] for d in second.metrics["days"]] == ["2024-03-01", "2024-03-02"]
     assert not any(line.startswith("day 2024-03-01:") for line in lines)  # not trained again
-    both = train_stream(cfg, tmp_path / "all", tmp_path / "both")  # both days in one run
+    train_stream(cfg, tmp_path / "all", tmp_path / "both")  # both days in one run
     _assert_same_weights(_weights(tmp_path / "both"), _weights(tmp_path / "run"))
 
 

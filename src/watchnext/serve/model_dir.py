@@ -31,6 +31,7 @@ from watchnext.retrieve.log import LogColumns
 from watchnext.retrieve.pool import default_pool
 from watchnext.serve.backends import (
     PARITY_TOLERANCE,
+    ExportGraph,
     OnnxBackend,
     ServingGraph,
     TorchBackend,
@@ -105,12 +106,13 @@ def build_model_dir(config: RunConfig, train: pa.Table, out_dir: str | Path, *,
 
 def _export(ranker: Ranker, store: FeatureStore, path: Path) -> dict[str, Any]:
     """Export to ONNX and check parity on real rows; a failure is recorded, not fatal."""
-    graph = ServingGraph(ranker.model, ranker.config.tasks)
+    reference = ServingGraph(ranker.model, ranker.config.tasks)
+    graph = ExportGraph(ranker.model, ranker.config.tasks)
     probe = parity_inputs(store)
     try:
         export_onnx(graph, example_inputs(graph, 2, probe[0].shape[1], probe[1].shape[1],
                                           probe[2].shape[1:]), path)
-        diff = max_score_difference(TorchBackend(graph), OnnxBackend(path), probe)
+        diff = max_score_difference(TorchBackend(reference), OnnxBackend(path), probe)
     except Exception as exc:  # whatever the exporter raises, the model serves with torch
         path.unlink(missing_ok=True)
         return {"exported": False, "reason": f"{type(exc).__name__}: {exc}"}

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,29 @@ class StreamOptions:
 
 
 DEFAULTS = {"shuffle_buffer": 100_000, "epochs_per_day": 1, "sparse": False}
+
+
+@dataclass
+class _Day:
+    """Running totals of the day being trained: per-task loss shares, rows, skipped rows."""
+
+    day: DayPartition
+    acc: torch.Tensor
+    before: float = 0.0  # seconds spent on this day before a resume
+    cpu_before: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+    cpu_started: float = field(default_factory=time.process_time)
+    steps_run: int = 0
+
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+    def cpu_seconds(self) -> float:
+        """CPU time of this process (all threads, prefetch included): robust on a shared machine."""
+        return self.cpu_before + time.process_time() - self.cpu_started
+
+    def partial(self, acc: list[float]) -> dict[str, Any]:
+        return {"acc": acc, "seconds": self.seconds(), "cpu_seconds": self.cpu_seconds()}
 
 
 @dataclass
@@ -177,9 +200,7 @@ class _StreamRun:
             "skipped_found": _merge_counts(state.get("skipped_found", {}), found.skipped),
             "skipped_files": state.get("skipped_files", []) + skipped_files,
         }
-        last: Path | None = saved["path"] if saved else None
-        for day in todo:
-            last = self._train_day(day, valid) or last
+        last = self._train(todo, valid) or (saved["path"] if saved else None)
         self._write_metrics()
         return StreamResult(self.run_dir, last, self.progress["global_step"], self._metrics())
 
@@ -245,40 +266,62 @@ class _StreamRun:
 
     # --- one day ---------------------------------------------------------------------------
 
-    def _train_day(self, day: DayPartition, valid: Batch | None) -> Path | None:
-        p, layout = self.progress, self.layout
-        steps, epochs = layout.steps(day), self.stream["epochs_per_day"]
+    def _train(self, todo: list[DayPartition], valid: Batch | None) -> Path | None:
+        """The remaining days as one stream of steps: reading runs ahead across day ends."""
+        p, every = self.progress, self.options.checkpoint_every
+        items = self._step_parts(todo, dict(p["cursor"]))
+        if self.options.prefetch:
+            items = prefetch(items, self.options.prefetch)
+        last, current = None, None
+        for day, epoch, step, parts in items:
+            if current is None:
+                current = self._start_day(day)
+            if parts is not None:
+                self._step(parts, day, epoch, step, current.acc)
+                current.steps_run += 1
+                p["global_step"] += 1
+                p["cursor"] = self._next_cursor(day, epoch, step, self.layout.steps(day))
+            if p["cursor"]["day"] != day.name:
+                last = self._finish_day(current, valid)
+                current = None
+            elif p["global_step"] % every == 0:
+                last = self._checkpoint(current.partial(self._reduced(current.acc).tolist()))
+        return last
+
+    def _step_parts(self, todo: list[DayPartition], cursor: dict[str, Any]
+                    ) -> Iterator[tuple[DayPartition, int, int, tuple[StepPart, ...] | None]]:
+        """(day, epoch, step, one part per local shard) for every remaining step, in order; a day
+        without steps yields one ``None`` so it is still finished and recorded."""
+        for day in todo:
+            steps = self.layout.steps(day)
+            resumed = cursor["day"] == day.name
+            epoch0, step0 = (cursor["epoch"], cursor["step"]) if resumed else (0, 0)
+            if not steps:
+                yield day, 0, 0, None
+            for epoch in range(epoch0, self.stream["epochs_per_day"]):
+                first = step0 if epoch == epoch0 else 0
+                at = ShardCursor(day, day.ordinal, epoch, first)
+                streams = [shard_steps(self.encoder, self.layout, s, at, self.config.train.seed,
+                                       self.options.skip_bad_rows) for s in self.local]
+                for step, parts in zip(range(first, steps), zip(*streams, strict=True), strict=True):
+                    yield day, epoch, step, parts
+
+    def _start_day(self, day: DayPartition) -> _Day:
+        p = self.progress
+        current = _Day(day, torch.zeros(len(self.config.tasks) + 1 + len(_REASON_KEYS),
+                                        dtype=torch.float64))
         resumed = p["cursor"]["day"] == day.name
-        epoch0, step0 = (p["cursor"]["epoch"], p["cursor"]["step"]) if resumed else (0, 0)
-        acc = torch.zeros(len(self.config.tasks) + 1 + len(_REASON_KEYS), dtype=torch.float64)
-        seconds = 0.0
         if resumed and p["partial"]:
             if self.group.is_main:
-                acc += torch.tensor(p["partial"]["acc"], dtype=torch.float64)
-            seconds = p["partial"]["seconds"]
-        self.log(f"day {day.name}: {day.num_rows:,} rows, {steps:,} steps x {epochs} epoch(s)"
-                 + (f", resuming at epoch {epoch0 + 1} step {step0}" if resumed else ""))
-        last = None
-        started = time.perf_counter()
-        for epoch in range(epoch0, epochs):
-            first = step0 if epoch == epoch0 else 0
-            cursor = ShardCursor(day, day.ordinal, epoch, first)
-            streams = [shard_steps(self.encoder, layout, s, cursor, self.config.train.seed,
-                                   self.options.skip_bad_rows) for s in self.local]
-            parts_per_step = zip(*streams, strict=True)
-            if self.options.prefetch:
-                parts_per_step = prefetch(parts_per_step, self.options.prefetch)
-            for step, parts in zip(range(first, steps), parts_per_step, strict=True):
-                self._step(parts, day, epoch, step, acc)
-                p["global_step"] += 1
-                end_of_day = epoch == epochs - 1 and step == steps - 1
-                p["cursor"] = self._next_cursor(day, epoch, step, steps)
-                if p["global_step"] % self.options.checkpoint_every == 0 and not end_of_day:
-                    seconds_now = seconds + time.perf_counter() - started
-                    last = self._checkpoint({"acc": self._reduced(acc).tolist(),
-                                             "seconds": seconds_now})
-        seconds += time.perf_counter() - started
-        return self._finish_day(day, acc, seconds, steps * (epochs - epoch0) - step0, valid) or last
+                current.acc += torch.tensor(p["partial"]["acc"], dtype=torch.float64)
+            current.before = p["partial"]["seconds"]
+            current.cpu_before = p["partial"]["cpu_seconds"]
+        epochs = self.stream["epochs_per_day"]
+        where = f", resuming at epoch {p['cursor']['epoch'] + 1} step {p['cursor']['step']}" \
+            if resumed else ""
+        self.log(f"day {day.name}: {day.num_rows:,} rows, {self.layout.steps(day):,} steps x "
+                 f"{epochs} epoch(s){where}")
+        return current
 
     def _step(self, parts: tuple[StepPart, ...], day: DayPartition, epoch: int, step: int,
               acc: torch.Tensor) -> None:
@@ -307,9 +350,9 @@ class _StreamRun:
             return {"day": None, "epoch": 0, "step": 0, "fingerprint": ""}
         return {"day": day.name, "epoch": epoch, "step": step, "fingerprint": day.fingerprint()}
 
-    def _finish_day(self, day: DayPartition, acc: torch.Tensor, seconds: float, steps_run: int,
-                    valid: Batch | None) -> Path | None:
-        totals = self._reduced(acc)
+    def _finish_day(self, current: _Day, valid: Batch | None) -> Path | None:
+        day, seconds, cpu = current.day, current.seconds(), current.cpu_seconds()
+        totals = self._reduced(current.acc)
         n_tasks = len(self.config.tasks)
         for b in self.bad_files:
             if b.day == day.name and b.rows:
@@ -324,7 +367,7 @@ class _StreamRun:
             "loss": {**dict(zip(self.config.task_names, losses, strict=True)),
                      "total": float(sum(w * v for w, v in zip(self.weights.tolist(), losses,
                                                               strict=True)))},
-            "seconds": round(seconds, 3),
+            "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
             "examples_per_s": round(trained / seconds, 1) if seconds > 0 else None,
         }
         if valid is not None:
@@ -336,7 +379,7 @@ class _StreamRun:
         self.log(f"day {day.name} done: loss {record['loss']['total']:.4f}, "
                  f"{trained:,} rows trained" + (f", {sum(record['rows_skipped'].values()):,} skipped"
                                                 if record["rows_skipped"] else "")
-                 + (f", {record['examples_per_s']:,.0f} examples/s" if steps_run else ""))
+                 + (f", {record['examples_per_s']:,.0f} examples/s" if current.steps_run else ""))
         path = self._checkpoint(None)
         self._write_metrics()
         return path

@@ -1,0 +1,419 @@
+"""watchnext against its peers on kuairand-sample v1: one table, every setting chosen on validation.
+
+    .venv/bin/python benchmarks/kuairand_peers.py [--quick] [--out runs/kuairand_peers]
+
+Models (rows of the table):
+  * watchnext MMoE, the bundled config ``kuairand_v1``;
+  * watchnext SharedBottom at the MMoE's multiplications per example (``match_cost``);
+  * LightGBM, one model per task;
+  * DeepCTR-Torch's ``MMOE`` (``pip install -e .[bench]``), trained on all seven tasks with the
+    same per-task losses and loss weights as watchnext.
+
+Why the comparison is fair: every model reads the SAME encoded feature table, built once by
+watchnext's ``FeatureEncoder`` from the config (the protocol's allowed columns plus the
+point-in-time history features of ``watchnext.data.history``); every model's settings come from
+a small grid scored on the validation day only (the mean validation AUC of click, long_view and
+like), and each run stops early on the validation day as well. The test split is scored once,
+for the selected setting of each model. Seeds are fixed.
+
+The table goes to stdout, and as ``peers.json`` and ``peers.md`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from watchnext.api import Ranker
+from watchnext.config import RunConfig, load_config
+from watchnext.data.batch import Batch
+from watchnext.data.datasets import load_dataset
+from watchnext.data.encoder import FeatureEncoder
+from watchnext.evaluate.report import task_metrics
+from watchnext.evaluate.tables import markdown_table
+from watchnext.workflows import bundled_config, equal_cost_pair
+
+KEY_TASKS = ("click", "long_view", "like")
+SEED = 0
+COMMAND = ".venv/bin/python benchmarks/kuairand_peers.py"
+
+
+@dataclass
+class Data:
+    """The one feature table every model reads: encoded once from the config."""
+
+    config: RunConfig
+    tables: dict[str, pa.Table]
+    encoder: FeatureEncoder
+    batches: dict[str, Batch]
+
+    def features(self, split: str) -> np.ndarray:
+        """[N, n_categorical + n_dense] float matrix: id codes first, then numeric features."""
+        batch = self.batches[split]
+        return np.concatenate([batch.categorical.numpy().astype(np.float32),
+                               batch.dense.numpy()], axis=1)
+
+    @property
+    def categorical_names(self) -> list[str]:
+        return [f.name for f in self.encoder.categorical]
+
+    @property
+    def numeric_names(self) -> list[str]:
+        return [f.name for f in self.encoder.numeric]
+
+
+@dataclass
+class Result:
+    """One row of the table: the selected setting's validation and test metrics."""
+
+    model: str
+    settings: dict[str, Any]
+    valid: dict[str, dict[str, float]]
+    test: dict[str, dict[str, float]]
+    seconds: float
+    multiplications: int | None = None
+    grid: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_data(config: RunConfig) -> Data:
+    if config.model.kind != "mmoe":
+        raise ValueError("the benchmark config must be an MMoE config")
+    if config.bias.position:
+        raise ValueError("kuairand-sample v1 has no display position: keep [bias] empty")
+    tables = load_dataset(config.data.dataset)
+    encoder = FeatureEncoder(config).fit(tables["train"])
+    batches = {split: encoder.transform(table) for split, table in tables.items()}
+    return Data(config, tables, encoder, batches)
+
+
+def metrics(data: Data, split: str, preds: np.ndarray) -> dict[str, dict[str, float]]:
+    """The same metric code for every model (watchnext's evaluation)."""
+    return task_metrics(data.config, preds, data.batches[split])
+
+
+def selection_score(valid: dict[str, dict[str, float]]) -> float:
+    """What a grid point is chosen by: the mean validation AUC of the three headline tasks."""
+    return float(np.mean([valid[t]["auc"] for t in KEY_TASKS]))
+
+
+def choose(predictors: list[Callable[[str], np.ndarray]], data: Data) -> tuple[int, list[float]]:
+    """Index of the predictor with the best validation score, and every predictor's score."""
+    scores = [selection_score(metrics(data, "valid", predict("valid"))) for predict in predictors]
+    return int(np.argmax(scores)), scores
+
+
+# ---------------------------------------------------------------- watchnext
+
+
+def watchnext_grid(quick: bool) -> list[dict[str, Any]]:
+    """Section overrides tried on top of the bundled config (the first is the config itself)."""
+    if quick:
+        return [{}]
+    return [{}, {"train": {"learning_rate": 0.003}}, {"model": {"dropout": 0.3}},
+            {"train": {"weight_decay": 1e-4}}]
+
+
+def run_watchnext(data: Data, kind: str, quick: bool) -> Result:
+    """Fit the bundled config (MMoE, or SharedBottom resized to the MMoE's cost) per grid point."""
+    started = time.perf_counter()
+    rankers, grid = [], []
+    for overrides in watchnext_grid(quick):
+        sections = {**overrides, "train": {**overrides.get("train", {}), "progress": False}}
+        config = data.config.replace(**sections)
+        if kind == "shared_bottom":
+            config = equal_cost_pair(config, data.tables["train"])["SharedBottom"]
+        rankers.append(Ranker(config).fit(data.tables["train"], data.tables["valid"]))
+        grid.append({"overrides": overrides, "model": asdict(config.model),
+                     "best_epoch": rankers[-1].history[0].best_epoch + 1})
+    best, scores = choose([_ranker_predict(r, data) for r in rankers], data)
+    for row, score in zip(grid, scores, strict=True):
+        row["valid_score"] = round(score, 5)
+    predict = _ranker_predict(rankers[best], data)
+    name = "watchnext MMoE" if kind == "mmoe" else "watchnext SharedBottom (equal mults)"
+    return Result(name, grid[best], metrics(data, "valid", predict("valid")),
+                  metrics(data, "test", predict("test")), time.perf_counter() - started,
+                  rankers[best].cost()["serving"], grid)
+
+
+def _ranker_predict(ranker: Ranker, data: Data) -> Callable[[str], np.ndarray]:
+    return lambda split: ranker.predict(data.tables[split])
+
+
+# ---------------------------------------------------------------- LightGBM
+
+
+def lightgbm_grid(quick: bool) -> list[dict[str, Any]]:
+    if quick:
+        return [{"num_leaves": 15}]
+    return [{"num_leaves": leaves, "min_child_samples": child}
+            for leaves in (7, 15, 31) for child in (20, 100)]
+
+
+def run_lightgbm(data: Data, quick: bool) -> Result:
+    """One LightGBM model per task, each with its own grid point chosen on validation.
+
+    Id-like columns are LightGBM categoricals; early stopping on the validation loss (log loss,
+    or L2 for watch_time), at most 3000 rounds of learning rate 0.03. One thread: on a small,
+    busy machine OpenMP threads that spin-wait cost far more than they give.
+    """
+    import lightgbm as lgb
+
+    started = time.perf_counter()
+    x = {split: data.features(split) for split in ("train", "valid", "test")}
+    labels = {split: data.batches[split].labels.numpy() for split in x}
+    categorical = list(range(len(data.categorical_names)))
+    preds = {split: np.zeros_like(labels[split]) for split in x}
+    settings, grids = {}, {}
+    for j, task in enumerate(data.config.tasks):
+        best = None
+        for params in lightgbm_grid(quick):
+            model = _lightgbm_model(lgb, task.type, params)
+            model.fit(x["train"], labels["train"][:, j], eval_set=[(x["valid"], labels["valid"][:, j])],
+                      categorical_feature=categorical,
+                      callbacks=[lgb.early_stopping(100, first_metric_only=True, verbose=False)])
+            valid_pred = _lightgbm_predict(model, task.type, x["valid"])
+            score = _task_score(task.type, labels["valid"][:, j], valid_pred)
+            grids.setdefault(task.name, []).append(
+                {**params, "rounds": model.best_iteration_, "valid_score": round(score, 5)})
+            if best is None or score > best[0]:
+                best = (score, params, model)
+        _, params, model = best
+        settings[task.name] = {**params, "rounds": model.best_iteration_}
+        for split in x:
+            preds[split][:, j] = _lightgbm_predict(model, task.type, x[split])
+    grid = [{"task": t, **g} for t, rows in grids.items() for g in rows]
+    return Result("LightGBM (one model per task)", settings, metrics(data, "valid", preds["valid"]),
+                  metrics(data, "test", preds["test"]), time.perf_counter() - started, None, grid)
+
+
+def _lightgbm_model(lgb: Any, task_type: str, params: dict[str, Any]) -> Any:
+    common = {"n_estimators": 3000, "learning_rate": 0.03, "subsample": 0.8, "subsample_freq": 1,
+              "colsample_bytree": 0.8, "reg_lambda": 1.0, "random_state": SEED, "n_jobs": 1,
+              "verbose": -1, **params}
+    if task_type == "binary":
+        return lgb.LGBMClassifier(**common)
+    return lgb.LGBMRegressor(**common)
+
+
+def _lightgbm_predict(model: Any, task_type: str, x: np.ndarray) -> np.ndarray:
+    return model.predict_proba(x)[:, 1] if task_type == "binary" else model.predict(x)
+
+
+def _task_score(task_type: str, y: np.ndarray, pred: np.ndarray) -> float:
+    """Higher is better: AUC for binary tasks, minus RMSE for regression."""
+    from watchnext.evaluate.metrics import auc, rmse
+
+    return auc(y, pred) if task_type == "binary" else -rmse(y, pred)
+
+
+# ---------------------------------------------------------------- DeepCTR-Torch
+
+
+def deepctr_grid(quick: bool) -> list[dict[str, Any]]:
+    """DeepCTR's MMOE defaults, and a shape like watchnext's (8 experts of 64 units)."""
+    default = {"num_experts": 3, "expert_dnn_hidden_units": (256, 128),
+               "gate_dnn_hidden_units": (64,), "tower_dnn_hidden_units": (64,)}
+    ours = {"num_experts": 8, "expert_dnn_hidden_units": (128, 64), "gate_dnn_hidden_units": (),
+            "tower_dnn_hidden_units": (32,)}
+    if quick:
+        return [{**default, "dnn_dropout": 0.0, "learning_rate": 1e-3}]
+    return [{**shape, "dnn_dropout": dropout, "learning_rate": 1e-3}
+            for shape in (default, ours) for dropout in (0.0, 0.2)]
+
+
+def run_deepctr(data: Data, quick: bool) -> Result:
+    """DeepCTR-Torch's MMOE on the same features, losses and early stopping as watchnext."""
+    started = time.perf_counter()
+    fits = [_fit_deepctr(data, params, max_epochs=4 if quick else 12)
+            for params in deepctr_grid(quick)]
+    best, scores = choose([predict for predict, _ in fits], data)
+    grid = [{**params, "best_epoch": epoch, "valid_score": round(score, 5)}
+            for params, (_, epoch), score in zip(deepctr_grid(quick), fits, scores, strict=True)]
+    predict = fits[best][0]
+    return Result("DeepCTR-Torch MMOE", grid[best], metrics(data, "valid", predict("valid")),
+                  metrics(data, "test", predict("test")), time.perf_counter() - started, None, grid)
+
+
+def _deepctr_inputs(data: Data, split: str) -> dict[str, np.ndarray]:
+    x = data.features(split)
+    return {name: x[:, i] for i, name in enumerate(data.categorical_names + data.numeric_names)}
+
+
+def _fit_deepctr(data: Data, params: dict[str, Any], max_epochs: int
+                 ) -> tuple[Callable[[str], np.ndarray], int]:
+    """Train epoch by epoch with DeepCTR's own ``fit``; keep the epoch of lowest validation loss
+    (the same weighted per-task loss as watchnext's early stopping, patience from the config)."""
+    from deepctr_torch.inputs import DenseFeat, SparseFeat
+    from deepctr_torch.models import MMOE
+
+    cfg = data.config
+    columns = [SparseFeat(f.name, data.encoder.vocab_size(f.name), embedding_dim=f.embedding_dim)
+               for f in data.encoder.categorical]
+    columns += [DenseFeat(name, 1) for name in data.numeric_names]
+    shape = {k: v for k, v in params.items() if k != "learning_rate"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = MMOE(columns, task_types=[t.type for t in cfg.tasks],
+                     task_names=[t.name for t in cfg.tasks], seed=SEED, device="cpu", **shape)
+    model.compile(torch.optim.Adam(model.parameters(), lr=params["learning_rate"]),
+                  loss=_weighted_loss(cfg))
+    torch.manual_seed(SEED)
+    x_train, y_train = _deepctr_inputs(data, "train"), data.batches["train"].labels.numpy()
+    predict = _deepctr_predict(model, data)
+    best, best_state, best_epoch, waited = math.inf, None, 0, 0
+    for epoch in range(max_epochs):
+        with contextlib.redirect_stdout(io.StringIO()):
+            model.fit(x_train, y_train, batch_size=cfg.train.batch_size, epochs=1, verbose=0)
+        loss = _validation_loss(cfg, data, predict("valid"))
+        if loss < best - 1e-5:
+            best, best_epoch, waited = loss, epoch + 1, 0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            waited += 1
+            if waited > cfg.train.patience:
+                break
+    model.load_state_dict(best_state)
+    return predict, best_epoch
+
+
+def _deepctr_predict(model: Any, data: Data) -> Callable[[str], np.ndarray]:
+    return lambda split: model.predict(_deepctr_inputs(data, split), batch_size=8192)
+
+
+def _weighted_loss(cfg: RunConfig) -> Callable[..., torch.Tensor]:
+    """DeepCTR calls ``loss(y_pred, y, reduction="sum")`` on [batch, T] (binary outputs are
+    probabilities): cross-entropy or squared error per task, weighted like watchnext's."""
+    weights = torch.tensor([t.loss_weight for t in cfg.tasks])
+    binary = torch.tensor([t.type == "binary" for t in cfg.tasks])
+
+    def loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+        as_probability = torch.where(binary, pred, torch.full_like(pred, 0.5)).clamp(1e-7, 1 - 1e-7)
+        bce = torch.nn.functional.binary_cross_entropy(
+            as_probability, torch.where(binary, target, torch.zeros_like(target)), reduction="none")
+        per_cell = torch.where(binary, bce, (pred - target) ** 2) * weights
+        return per_cell.sum() if reduction == "sum" else per_cell.sum(1).mean()
+
+    return loss
+
+
+def _validation_loss(cfg: RunConfig, data: Data, preds: np.ndarray) -> float:
+    y = data.batches["valid"].labels.numpy().astype(np.float64)
+    p = np.clip(preds, 1e-7, 1 - 1e-7)
+    total = 0.0
+    for j, task in enumerate(cfg.tasks):
+        if task.type == "binary":
+            value = -np.mean(y[:, j] * np.log(p[:, j]) + (1 - y[:, j]) * np.log(1 - p[:, j]))
+        else:
+            value = np.mean((preds[:, j] - y[:, j]) ** 2)
+        total += task.loss_weight * value
+    return float(total)
+
+
+# ---------------------------------------------------------------- the table
+
+
+def table_rows(results: list[Result], tasks: list[str]) -> tuple[list[str], list[list[str]]]:
+    """One row per model: test AUCs (headline tasks first), GAUCs, RMSE, then validation AUCs."""
+    others = [t for t in tasks if t not in KEY_TASKS and t != "watch_time"]
+    header = ["model", *[f"test AUC {t}" for t in KEY_TASKS], "test GAUC click", "test GAUC like",
+              *[f"test AUC {t}" for t in others], "test RMSE watch_time",
+              *[f"valid AUC {t}" for t in KEY_TASKS], "mults/example", "seconds"]
+    rows = []
+    for r in results:
+        rows.append([
+            r.model, *[_f(r.test[t]["auc"]) for t in KEY_TASKS], _f(r.test["click"].get("gauc")),
+            _f(r.test["like"].get("gauc")), *[_f(r.test[t]["auc"]) for t in others],
+            _f(r.test["watch_time"]["rmse"]), *[_f(r.valid[t]["auc"]) for t in KEY_TASKS],
+            f"{r.multiplications:,}" if r.multiplications else "-", f"{r.seconds:.0f}"])
+    return header, rows
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.4f}"
+
+
+def plain_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                       for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+             for row in [header, *rows]]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def write_outputs(out: Path, results: list[Result], command: str, header: list[str],
+                  rows: list[list[str]]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"protocol": "kuairand-sample v1", "command": command,
+               "selection": "mean validation AUC of " + ", ".join(KEY_TASKS),
+               "results": [_jsonable(asdict(r)) for r in results]}
+    (out / "peers.json").write_text(json.dumps(payload, indent=2))
+    settings = [f"- **{r.model}**: `{json.dumps(_jsonable(r.settings))}`" for r in results]
+    text = ["# kuairand-sample v1: watchnext vs peers", "", f"Command: `{command}`", "",
+            markdown_table(header, rows), "", "Selected settings (chosen on the validation day):",
+            "", *settings, ""]
+    (out / "peers.md").write_text("\n".join(text))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+RUNNERS: dict[str, tuple[str | None, Callable[[Data, bool], Result]]] = {
+    "mmoe": (None, lambda data, quick: run_watchnext(data, "mmoe", quick)),
+    "shared_bottom": (None, lambda data, quick: run_watchnext(data, "shared_bottom", quick)),
+    "lightgbm": ("lightgbm", run_lightgbm),
+    "deepctr": ("deepctr_torch", run_deepctr),
+}
+
+
+def main(argv: list[str] | None = None) -> list[Result]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one setting per model (smoke run)")
+    parser.add_argument("--out", default="runs/kuairand_peers", help="folder for peers.json/.md")
+    parser.add_argument("--models", default=",".join(RUNNERS),
+                        help=f"comma-separated subset of {', '.join(RUNNERS)}")
+    parser.add_argument("--config", default=str(bundled_config("kuairand_v1")))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    data = load_data(load_config(args.config))
+    results = []
+    for name in args.models.split(","):
+        module, run = RUNNERS[name]
+        if module and importlib.util.find_spec(module) is None:
+            print(f"skipping {name}: {module} is not installed (pip install -e '.[bench]')")
+            continue
+        print(f"running {name} ...", flush=True)
+        torch.manual_seed(SEED)
+        results.append(run(data, args.quick))
+    header, rows = table_rows(results, data.config.task_names)
+    command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
+    print()
+    print(plain_table(header, rows))
+    for r in results:
+        print(f"selected for {r.model}: {json.dumps(_jsonable(r.settings))}")
+    write_outputs(Path(args.out), results, command, header, rows)
+    return results
+
+
+if __name__ == "__main__":
+    main()
