@@ -45,6 +45,7 @@ class Ranker:
         self.model: MultitaskRanker | None = None
         self.history: list[History] = []
         self.trainer: Trainer | None = None
+        self.stream_metrics: dict[str, Any] = {}
 
     def _build(self, train: pa.Table | Sequence[pa.Table]) -> None:
         torch.manual_seed(self.config.train.seed)
@@ -79,6 +80,20 @@ class Ranker:
         batches = [(name, self.encode(t)) for name, t in named]
         valid_batch = self.encode(valid) if valid is not None else None
         self.history = self.trainer.fit_sequential(batches, run_dir, valid_batch, resume)
+        return self
+
+    def fit_stream(self, data: str | Path, run_dir: str | Path, **options: Any) -> Ranker:
+        """Stream ``day=YYYY-MM-DD/`` Parquet partitions from disk in bounded memory (several
+        processes under torchrun), checkpointing as it goes; then hold the trained model.
+
+        ``options`` are ``watchnext.train.streaming.StreamOptions`` fields (``resume``,
+        ``skip_bad_rows``, ``checkpoint_every``, ``shards``, ...); see docs/distributed.md.
+        """
+        from watchnext.train.streaming import StreamOptions, train_stream
+
+        result = train_stream(self.config, data, run_dir, StreamOptions(**options), self.log)
+        self.stream_metrics = result.metrics
+        self._restore(ckpt.read_checkpoint(result.checkpoint or run_dir), for_training=False)
         return self
 
     def encode(self, data: TableLike) -> Batch:

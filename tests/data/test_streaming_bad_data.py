@@ -201,3 +201,13 @@ expert_units = [4]
 batch_size = 64
 progress = false
 """
+
+
+def test_a_day_left_without_readable_files_is_recorded_and_training_goes_on(tmp_path):
+    write_days(tmp_path / "data", days=3, files_per_day=1, rows_per_file=ROWS)
+    garbage(tmp_path / "data" / "day=2024-03-02" / "part-0.parquet")
+    result = train_stream(stream_config(), tmp_path / "data", tmp_path / "run",
+                          StreamOptions(skip_bad_rows=True))
+    assert [(d["day"], d["rows_trained"], d["steps"]) for d in result.metrics["days"]] == \
+        [("2024-03-01", ROWS, 5), ("2024-03-02", 0, 0), ("2024-03-03", ROWS, 5)]
+    assert result.global_step == 10

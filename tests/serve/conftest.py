@@ -31,7 +31,7 @@ def splits() -> dict[str, pa.Table]:
 @pytest.fixture(scope="session")
 def logs(splits) -> pa.Table:
     """A slice of the training days: enough users and videos, fast to train on."""
-    return splits["train"].slice(0, 6000)
+    return splits["train"].slice(0, 4000)
 
 
 @pytest.fixture(scope="session")

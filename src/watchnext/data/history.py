@@ -104,10 +104,14 @@ def days_seen(codes: np.ndarray, rank: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def add_history_features(table: pa.Table, keys: list[str], labels: Mapping[str, np.ndarray],
                          day_column: str, smoothing: float = 20.0, window: int = 0,
-                         prefix: str = "hist") -> pa.Table:
+                         prefix: str = "hist", counted: tuple[str, ...] = ()) -> pa.Table:
     """Append, per key, ``{key}_{prefix}_n`` (log1p past rows), ``{key}_{prefix}_{label}``
     (smoothed rates) and, for the full history, ``{key}_{prefix}_first`` / ``_last`` (days since
     the key was first / last seen). ``window > 0`` restricts the history to that many past days.
+
+    For the binary labels in ``counted`` it also appends ``{key}_{prefix}_{label}_pos`` and
+    ``_neg``: log1p of the past positives and negatives. A smoothed rate hides whether a rarely
+    seen video was ever disliked; the two counts keep that evidence for the model.
     """
     rank = day_rank(table[day_column].to_numpy())
     names = list(labels)
@@ -120,6 +124,11 @@ def add_history_features(table: pa.Table, keys: list[str], labels: Mapping[str, 
         rates = (stats.sums + smoothing * prior) / (stats.counts + smoothing)
         for j, name in enumerate(names):
             table = table.append_column(f"{key}_{prefix}_{name}", pa.array(rates[:, j]))
+        for name in counted:
+            j = names.index(name)
+            negatives = stats.counts[:, j] - stats.sums[:, j]
+            table = table.append_column(f"{key}_{prefix}_{name}_pos", pa.array(np.log1p(stats.sums[:, j])))
+            table = table.append_column(f"{key}_{prefix}_{name}_neg", pa.array(np.log1p(negatives)))
         if window == 0:
             since_first, since_last = days_seen(codes, rank)
             table = table.append_column(f"{key}_{prefix}_first", pa.array(since_first))

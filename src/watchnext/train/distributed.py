@@ -64,6 +64,10 @@ class Distributed:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
     def all_gather_bytes(self, data: bytes) -> list[bytes]:
         """Every process's ``data``, in rank order (uint8 tensors padded to the longest)."""
         if not self.active:

@@ -202,6 +202,7 @@ class _StreamRun:
         }
         last = self._train(todo, valid) or (saved["path"] if saved else None)
         self._write_metrics()
+        group.barrier()  # every process returns once rank 0's last checkpoint is in place
         return StreamResult(self.run_dir, last, self.progress["global_step"], self._metrics())
 
     def _find_checkpoint(self) -> tuple[dict[str, Any] | None, list[Path]]:

@@ -22,6 +22,7 @@ SPLITS = {"train": (20220408, 20220417), "valid": (20220418, 20220418),
           "test": (20220419, 20220421)}
 HISTORY_LABELS = ("is_click", "long_view", "label", "is_comment", "is_follow", "is_forward")
 LABEL_COLUMNS = (*HISTORY_LABELS, "play_time_ms", "comment_stay_time", "is_profile_enter")
+COUNTED_LABELS = ("is_click", "long_view", "label")
 RECENT_DAYS = 3
 MAX_WATCH_RATIO = 5.0
 
@@ -35,7 +36,8 @@ def load_interactions() -> pa.Table:
         [("date", "ascending"), ("time_ms", "ascending")])
     rows = add_context(rows)
     labels = history_labels(rows)
-    rows = add_history_features(rows, ["user_id", "video_id", "user_length"], labels, "date")
+    rows = add_history_features(rows, ["user_id", "video_id", "user_length"], labels, "date",
+                                counted=COUNTED_LABELS)
     return add_history_features(rows, ["user_id"], labels, "date", window=RECENT_DAYS,
                                 prefix="recent")
 
