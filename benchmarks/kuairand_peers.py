@@ -29,6 +29,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -182,9 +183,12 @@ def run_lightgbm(data: Data, quick: bool) -> Result:
         best = None
         for params in lightgbm_grid(quick):
             model = _lightgbm_model(lgb, task.type, params)
-            model.fit(x["train"], labels["train"][:, j], eval_set=[(x["valid"], labels["valid"][:, j])],
-                      categorical_feature=categorical,
-                      callbacks=[lgb.early_stopping(100, first_metric_only=True, verbose=False)])
+            with warnings.catch_warnings():  # eval_set: deprecated in 4.7, the only way before
+                warnings.filterwarnings("ignore", message="The argument 'eval_set' is deprecated")
+                model.fit(x["train"], labels["train"][:, j],
+                          eval_set=[(x["valid"], labels["valid"][:, j])],
+                          categorical_feature=categorical,
+                          callbacks=[lgb.early_stopping(100, first_metric_only=True, verbose=False)])
             valid_pred = _lightgbm_predict(model, task.type, x["valid"])
             score = _task_score(task.type, labels["valid"][:, j], valid_pred)
             grids.setdefault(task.name, []).append(

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists()
                                         else None)
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
+TAB = "\ue004"  # the WebDriver key code for Tab
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1400,900"]
@@ -68,6 +69,9 @@ class Browser:
     def attribute(self, element: str, name: str) -> str:
         return self.call("GET", f"/element/{element}/attribute/{name}")
 
+    def value(self, css: str) -> str:
+        return self.call("GET", f"/element/{self.find(css)}/property/value")
+
     def wait_text(self, css: str, needle: str, timeout: float = 30) -> str:
         deadline = time.monotonic() + timeout
         text = ""
@@ -108,12 +112,13 @@ def test_web_page_recommends(browser, model_dir, serving):
     with served(model_dir) as url:
         browser.go(url)
         browser.wait_text("#model", "model v1")
-        browser.type("#user", example["user_id"])
-        browser.type("#video", example["last_video"])
+        browser.type("#user", example["user_id"] + TAB)  # leaving the field fills in the video
+        wait_until(lambda: browser.value("#video") == example["last_video"], 10, "video field")
         browser.type("#k", "5")
         browser.click("#go")
         status = browser.wait_text("#status", "candidates for user")
         assert f"user {example['user_id']}" in status and "model v1" in status
+        assert f"watching video {example['last_video']}" in status  # a known video
         rows = browser.find_all("#results tbody tr.item")
         assert len(rows) == 5
         header = browser.text(browser.find("#header"))

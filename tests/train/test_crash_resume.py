@@ -98,28 +98,28 @@ def _stream_cmd(cfg: Path, data: Path, run: Path, *extra: str) -> list[str]:
 
 
 def _big_enough_data(tmp_path: Path) -> tuple[Path, Path]:
-    write_days(tmp_path / "data", days=2, files_per_day=2, rows_per_file=2000)
+    write_days(tmp_path / "data", days=2, files_per_day=2, rows_per_file=960)
     return write_config(tmp_path / "config.json", batch_size=32), tmp_path / "data"
 
 
 def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     cfg_path, data = _big_enough_data(tmp_path)
     cfg = stream_config(batch_size=32)
-    full = train_stream(cfg, data, tmp_path / "full", StreamOptions(checkpoint_every=25))
-    assert full.global_step == 250
+    full = train_stream(cfg, data, tmp_path / "full", StreamOptions(checkpoint_every=10))
+    assert full.global_step == 120
 
-    proc = _start(_stream_cmd(cfg_path, data, tmp_path / "killed", "--checkpoint-every", "25"))
-    log = _kill_after(proc, r"checkpoint step 50 ", delay=random.uniform(0.0, 0.2))
+    proc = _start(_stream_cmd(cfg_path, data, tmp_path / "killed", "--checkpoint-every", "10"))
+    log = _kill_after(proc, r"checkpoint step 30 ", delay=random.uniform(0.0, 0.1))
     assert proc.returncode == -signal.SIGKILL, log
     assert "model:" not in log, "the run finished before it could be killed"
     steps = [s for s, _ in recovery.step_checkpoints(tmp_path / "killed")]
-    assert steps and max(steps) < 250
+    assert steps and max(steps) < 120
 
     resumed = train_stream(cfg, data, tmp_path / "killed", StreamOptions(resume=True,
-                                                                         checkpoint_every=25))
-    assert resumed.global_step == 250
+                                                                         checkpoint_every=10))
+    assert resumed.global_step == 120
     _assert_same_weights(_weights(tmp_path / "full"), _weights(tmp_path / "killed"))
-    assert [d["rows_trained"] for d in resumed.metrics["days"]] == [4000, 4000]
+    assert [d["rows_trained"] for d in resumed.metrics["days"]] == [1920, 1920]
 
 
 @pytest.mark.slow
@@ -129,7 +129,7 @@ def test_repeated_sigkills_at_random_moments_still_end_with_the_same_weights(tmp
     train_stream(cfg, data, tmp_path / "full", StreamOptions(checkpoint_every=7, keep=2))
     run = tmp_path / "killed"
     rng = random.Random(1)
-    for target in (14, 70, 126, 182):
+    for target in (14, 35, 63, 98):
         proc = _start(_stream_cmd(cfg_path, data, run, "--checkpoint-every", "7", "--keep", "2",
                                   "--resume"))
         log = _kill_after(proc, rf"checkpoint step {target} ", delay=rng.uniform(0.0, 0.15))

@@ -39,17 +39,17 @@ def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
 
 
 def _compare(tmp_path: Path, sparse: bool) -> None:
-    # three files of 333 rows a day: shard boundaries fall inside files; batch 64 = 2 x 32
-    write_days(tmp_path / "data", days=2, files_per_day=3, rows_per_file=333)
+    # three files of 211 rows a day: shard boundaries fall inside files; batch 64 = 2 x 32
+    write_days(tmp_path / "data", days=2, files_per_day=3, rows_per_file=211)
     cfg = str(write_config(tmp_path / "config.json", batch_size=64))
     two = _torchrun(2, cfg, "--out", str(tmp_path / "two"), "--data", str(tmp_path / "data"),
-                    "--shuffle-buffer", "100", "--checkpoint-every", "7", "--keep", "10",
+                    "--shuffle-buffer", "100", "--checkpoint-every", "5", "--keep", "10",
                     *(["--sparse"] if sparse else []))
     assert two.returncode == 0, two.stdout + two.stderr
     threads = torch.get_num_threads()
     try:  # the one-process run, in this process: 2 shards, the same global batch of 64
         train_stream(stream_config(batch_size=64), tmp_path / "data", tmp_path / "one",
-                     StreamOptions(shards=2, shuffle_buffer=100, checkpoint_every=7, sparse=sparse))
+                     StreamOptions(shards=2, shuffle_buffer=100, checkpoint_every=5, sparse=sparse))
     finally:
         torch.set_num_threads(threads)
 
@@ -58,12 +58,12 @@ def _compare(tmp_path: Path, sparse: bool) -> None:
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
-    initial = ckpt.read_checkpoint(tmp_path / "two" / "checkpoints" / "step-0000000007")["weights"]
+    initial = ckpt.read_checkpoint(tmp_path / "two" / "checkpoints" / "step-0000000005")["weights"]
     assert not torch.equal(initial["towers.weights.0"], a["towers.weights.0"])  # it trained
     metrics = {run: json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("two", "one")}
     assert (metrics["two"]["world_size"], metrics["one"]["world_size"]) == (2, 1)
     assert metrics["two"]["shards"] == metrics["one"]["shards"] == 2
-    assert [d["rows_trained"] for d in metrics["two"]["days"]] == [999, 999]
+    assert [d["rows_trained"] for d in metrics["two"]["days"]] == [633, 633]
     for d2, d1 in zip(metrics["two"]["days"], metrics["one"]["days"], strict=True):
         assert d2["loss"] == pytest.approx(d1["loss"], abs=1e-6)
     assert two.stdout.count("day 2024-03-02 done") == 1  # only rank 0 logs

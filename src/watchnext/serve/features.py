@@ -2,16 +2,17 @@
 
 Built from the impression logs: for every user, every video and every (user, kind of video) pair
 (see ``pairs``), the latest known value of each column that describes it (see ``roles``), plus a
-cold-start value for unknown ones (the id itself
-maps to the out-of-vocabulary bucket; numeric columns take the median seen on first appearances,
-which is what the model saw for new users and videos in training; other columns are missing).
+cold-start value for unknown ones: the id itself maps to the out-of-vocabulary bucket, numeric
+columns take the median seen on first appearances (what the model saw for new users and videos
+in training), other columns are missing. Context columns (hour, weekday, ...) come from the
+request time, the device from the request; the display position is always missing.
 
-Two equivalent paths produce a ``Batch``:
-- ``raw_table`` composes an Arrow table of raw columns and runs the model's own ``FeatureEncoder``:
+Two equivalent paths produce the encoded inputs:
+- ``raw_table`` composes an Arrow table of raw columns for the model's own ``FeatureEncoder``:
   general, and the reference;
-- ``encode`` gathers rows of matrices pre-encoded once at load (user rows, item rows, a cached
-  context row) with numpy: no Arrow work per request. It is used whenever every feature reads
-  columns of one role only; a test proves both paths give the same batch.
+- ``encode`` gathers rows of matrices pre-encoded once at load (user rows, item rows, pair rows,
+  a cached context row) with numpy: no Arrow work per request. It is used whenever every feature
+  reads columns of one role; a test proves both paths give identical inputs.
 """
 
 from __future__ import annotations
@@ -28,11 +29,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 
 from watchnext.config import FeatureSpec
 from watchnext.data import expressions
-from watchnext.data.batch import Batch
 from watchnext.data.encoder import FeatureEncoder
 from watchnext.retrieve.log import LogColumns, times_in_seconds
 from watchnext.serve import roles as R
@@ -56,22 +55,13 @@ class Encoded:
     known_user: bool
     known_items: np.ndarray  # [N] bool
 
-    def batch(self, num_tasks: int) -> Batch:
-        n = len(self.device)
-        device = torch.from_numpy(self.device)
-        return Batch(categorical=torch.from_numpy(self.categorical),
-                     dense=torch.from_numpy(self.dense), multi=torch.from_numpy(self.multi),
-                     position=torch.zeros_like(device), device=device,
-                     labels=torch.zeros((n, num_tasks)), users=np.full(n, -1),
-                     requests=np.full(n, -1))
-
 
 def feature_columns(f: FeatureSpec) -> set[str]:
     return expressions.columns(f.expression) if f.expression else {f.source}
 
 
 class FeatureStore:
-    """Latest known raw values per user and per item, and their pre-encoded matrices."""
+    """Latest known raw values per user, item and (user, kind) pair, and their encodings."""
 
     def __init__(self, encoder: FeatureEncoder, spec: dict[str, Any], users: pa.Table,
                  items: pa.Table, defaults: dict[str, Any], examples: dict[str, Any] | None = None,
@@ -251,11 +241,13 @@ class FeatureStore:
     def _pair_rows(self, key: str, user_id: str | None, item_rows: np.ndarray) -> np.ndarray:
         """Row of each candidate's (user, kind) in the pre-encoded pair matrix (cold: last)."""
         pair = self.pairs[key]
-        kinds = self._item_kinds[key][item_rows]
-        cold = len(pair.values)
-        known = pair.rows.get(user_id, {}) if user_id is not None else {}
-        return np.fromiter((known.get(k, cold) for k in kinds.tolist()), np.int64,
-                           count=len(kinds))
+        kinds = self._item_kinds[key][item_rows]  # -1: unknown kind
+        rows = np.full(self._kind_count[key] + 1, len(pair.values), np.int64)  # cold by default
+        known = pair.rows.get(user_id) if user_id is not None else None
+        if known:
+            rows[np.fromiter(known.keys(), np.int64, len(known))] = np.fromiter(
+                known.values(), np.int64, len(known))
+        return rows[kinds]
 
     def _feature_roles(self) -> dict[str, str]:
         out = {}
@@ -284,6 +276,7 @@ class FeatureStore:
             split(enc.categorical), split(enc.numeric), split(enc.multi))
         self._pairs_enc: dict[str, tuple[Encoded, tuple[np.ndarray, ...]]] = {}
         self._item_kinds: dict[str, np.ndarray] = {}
+        self._kind_count: dict[str, int] = {}
         for key, pair in self.pairs.items():
             users = [*pair.values[R_USER].to_pylist(), COLD_KEY]
             items = [pair.representatives[k] for k in pair.values[R_KIND].to_pylist()] + [COLD_KEY]
@@ -297,6 +290,7 @@ class FeatureStore:
                                     (cols(enc.categorical), cols(enc.numeric), cols(enc.multi)))
             self._item_kinds[key] = np.array(
                 [pair.item_kind.get(i, -1) for i in self.item_ids] + [-1], np.int64)
+            self._kind_count[key] = max(pair.item_kind.values(), default=-1) + 1
 
     def _encode_rows(self, user_ids: list[str], item_ids: list[str], when: dt.datetime
                      ) -> Encoded:

@@ -44,7 +44,7 @@ def train_stream_command(
     epochs_per_day: Annotated[int | None, typer.Option(min=1, help="Passes over each day "
                                                        "(default 1).")] = None,
     sparse: Annotated[bool | None, typer.Option(
-        "--sparse/--dense", help="Sparse embedding gradients (SparseAdam); default dense.",
+        "--sparse/--dense", help="Sparse embedding gradients (SparseAdam); default: train.sparse_embeddings.",
         show_default=False)] = None,
     valid: Annotated[Path | None, typer.Option(
         help="Validation file or folder, evaluated after each day.")] = None,

@@ -64,7 +64,7 @@ class StreamOptions:
     shards: int | None = None  # default: the number of processes
     shuffle_buffer: int | None = None  # rows per shard window; default 100_000
     epochs_per_day: int | None = None  # default 1: the paper's one pass over each new day
-    sparse: bool | None = None  # sparse embedding gradients (SparseAdam); default False
+    sparse: bool | None = None  # sparse embedding gradients (SparseAdam); default train.sparse_embeddings
     valid: str | None = None  # a small in-memory validation set, evaluated after each day
     read_rows: int = 65_536
     prefetch: int = 2
@@ -227,7 +227,8 @@ class _StreamRun:
                   "epochs_per_day": self.options.epochs_per_day, "sparse": self.options.sparse}
         fixed = {"batch_size": self.config.train.batch_size, "seed": self.config.train.seed}
         if not saved:
-            out = {k: (v if v is not None else DEFAULTS.get(k)) for k, v in wanted.items()}
+            defaults = {**DEFAULTS, "sparse": self.config.train.sparse_embeddings}
+            out = {k: (v if v is not None else defaults.get(k)) for k, v in wanted.items()}
             out["shards"] = out["shards"] or self.group.world
             return {**out, **fixed}
         for key, value in {**wanted, **fixed}.items():

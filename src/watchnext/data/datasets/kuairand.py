@@ -29,11 +29,20 @@ MAX_WATCH_RATIO = 5.0
 
 def load_interactions() -> pa.Table:
     """All 41,828 rows with user features joined and derived context and history columns added."""
+    return build_features(read_rows())
+
+
+def read_rows() -> pa.Table:
+    """The bundled logs joined with the user table, in time order (no derived columns yet)."""
     folder = bundled_path("kuairand_sample")
     rows = pq.read_table(folder / "interactions.parquet")
     users = pq.read_table(folder / "user_features.parquet")
-    rows = rows.join(users, "user_id", join_type="left outer").sort_by(
+    return rows.join(users, "user_id", join_type="left outer").sort_by(
         [("date", "ascending"), ("time_ms", "ascending")])
+
+
+def build_features(rows: pa.Table) -> pa.Table:
+    """Context columns, then history features from strictly earlier days (see ``history``)."""
     rows = add_context(rows)
     labels = history_labels(rows)
     rows = add_history_features(rows, ["user_id", "video_id", "user_length"], labels, "date",
