@@ -13,6 +13,7 @@ from watchnext.data.errors import DataError
 from watchnext.evaluate import tables
 from watchnext.serve import commands as serve_commands
 from watchnext.sim import commands as sim_commands
+from watchnext.train import commands as train_commands
 from watchnext.train.checkpoint import CheckpointError
 
 app = typer.Typer(help="Multitask watch-next ranking: train, evaluate, inspect, serve, simulate.",
@@ -112,6 +113,7 @@ def _print_gates_and_bias(report: dict) -> None:
 
 sim_commands.register(app)
 serve_commands.register(app)
+train_commands.register(app)
 
 if __name__ == "__main__":
     app()
