@@ -175,9 +175,9 @@ def run_lightgbm(data: Data, quick: bool) -> Result:
 
     started = time.perf_counter()
     x = {split: data.features(split) for split in ("train", "valid", "test")}
-    labels = {split: data.batches[split].labels.numpy() for split in x}
+    labels = {split: np.ascontiguousarray(data.batches[split].labels.numpy().T) for split in x}
     categorical = list(range(len(data.categorical_names)))
-    preds = {split: np.zeros_like(labels[split]) for split in x}
+    preds = {split: np.zeros((len(x[split]), len(data.config.tasks))) for split in x}
     settings, grids = {}, {}
     for j, task in enumerate(data.config.tasks):
         best = None
@@ -185,12 +185,12 @@ def run_lightgbm(data: Data, quick: bool) -> Result:
             model = _lightgbm_model(lgb, task.type, params)
             with warnings.catch_warnings():  # eval_set: deprecated in 4.7, the only way before
                 warnings.filterwarnings("ignore", message="The argument 'eval_set' is deprecated")
-                model.fit(x["train"], labels["train"][:, j],
-                          eval_set=[(x["valid"], labels["valid"][:, j])],
+                model.fit(x["train"], labels["train"][j],
+                          eval_set=[(x["valid"], labels["valid"][j])],
                           categorical_feature=categorical,
                           callbacks=[lgb.early_stopping(100, first_metric_only=True, verbose=False)])
             valid_pred = _lightgbm_predict(model, task.type, x["valid"])
-            score = _task_score(task.type, labels["valid"][:, j], valid_pred)
+            score = _task_score(task.type, labels["valid"][j], valid_pred)
             grids.setdefault(task.name, []).append(
                 {**params, "rounds": model.best_iteration_, "valid_score": round(score, 5)})
             if best is None or score > best[0]:

@@ -111,7 +111,6 @@ class TrainSpec:
     sparse_embeddings: bool = False
     precision: str = "fp32"
     compile: bool = False
-    reuse_memory: bool = True
 
 
 @dataclass(frozen=True)

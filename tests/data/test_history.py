@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from watchnext.data.history import add_history_features, days_seen, day_rank
+from watchnext.data.history import add_history_features, day_rank, days_seen
 
 # user a: days 1, 1, 2, 4; user b: days 2, 3, 3
 USERS = ["a", "a", "b", "a", "b", "b", "a"]

@@ -52,7 +52,7 @@ def test_same_config_and_seed_give_the_same_table(tiny_run, tmp_path):
 
 
 @pytest.mark.parametrize("kind, extra, outputs", [
-    ("sweep", {"sweep": {"arm": "model", "engagement": [0.0, 1.0], "satisfaction": [0.0, 1.0, 4.0]}},
+    ("sweep", {"sweep": {"arm": "model", "grid": {"click": [0.5, 1.0], "satisfaction": [0.0, 1.0, 4.0]}}},
      ["pareto.png"]),
     ("polarisation", {"polarisation": {"seeds": 2}}, ["polarisation.png", "experts.png"]),
     ("feedback", {"feedback": {"rounds": 2, "requests_per_round": 300, "window": 2}}, ["rounds.png"]),

@@ -68,6 +68,8 @@ def _set(path: str, value):
     (_set("world", "no_such_world.toml"), "world"),
     (_set("sweep.arm", "nobody"), "sweep.arm"),
     (_set("feedback.rounds", 0), "feedback.rounds"),
+    (lambda r: r.update(kind="sweep", sweep={"grid": {"clik": [1.0]}}), "sweep.grid.clik"),
+    (lambda r: r.update(kind="sweep", sweep={"grid": {"click": []}}), "sweep.grid.click"),
 ])
 def test_bad_experiment_config_names_the_key(mutate, key):
     raw = copy.deepcopy(tiny_experiment())

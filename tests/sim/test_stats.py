@@ -48,3 +48,14 @@ def test_rank_statistics():
     assert gini(np.ones(100)) == pytest.approx(0)
     assert gini(np.r_[np.zeros(99), 1.0]) == pytest.approx(0.99)
     assert top_share(np.r_[np.ones(99), 101.0], 0.01) == pytest.approx(0.505)
+
+
+def test_pareto_front_and_exponent_multipliers():
+    from watchnext.config import TaskSpec
+    from watchnext.sim.sweep import exponents_for, pareto_flags
+
+    assert pareto_flags([(1, 5), (2, 4), (1.5, 3), (2, 4), (0, 6)]) == [True, True, False, True, True]
+    tasks = [TaskSpec("click", "binary", "c", "engagement", exponent=1.0),
+             TaskSpec("watch", "regression", "w", "engagement", exponent=2.0),
+             TaskSpec("like", "binary", "l", "satisfaction", exponent=0.5)]
+    assert exponents_for(tasks, {"watch": 0.5, "satisfaction": 4.0}) == [1.0, 1.0, 2.0]

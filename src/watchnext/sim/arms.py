@@ -44,10 +44,12 @@ def reference_cost(base: RunConfig, train: pa.Table) -> int:
 
 def train_arm(base: RunConfig, arm: ArmSpec, train: pa.Table, valid: pa.Table | None, seed: int,
               cost_reference: int = 0, log: Log = print) -> TrainedArm:
-    """Fit the arm's ranker (or return its fixed policy) with training seed ``seed``."""
+    """Fit the arm's ranker (or return its fixed policy) with training seed
+    ``seed + arm.seed_offset`` (an explicit ``train.seed`` in the arm wins)."""
     if arm.policy != "model":
         return TrainedArm(arm, make_policy(arm.policy))
-    cfg = run_config(base, arm).replace(train={"seed": arm.train.get("seed", seed), "progress": False})
+    seed = arm.train.get("seed", seed + arm.seed_offset)
+    cfg = run_config(base, arm).replace(train={"seed": seed, "progress": False})
     if arm.cost:
         cfg = match_cost(cfg, FeatureEncoder(cfg).fit(train), round(arm.cost * cost_reference))
     started = time.perf_counter()

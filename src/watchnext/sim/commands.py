@@ -47,8 +47,11 @@ def experiment(
     out: Path = typer.Option(None, help="Output folder (default: runs/<config name>)."),
     seed: int = typer.Option(None, help="Override the config's seed (world, traffic, training)."),
 ) -> None:
-    """Run a live experiment in the simulated world: arms on common random numbers, lifts vs
-    control with 95% CIs, truth checks; writes table.md, results.json and PNG plots."""
+    """Run a live A/B experiment in the simulated world; writes table.md, results.json, plots.
+
+    Arms serve identical traffic (common random numbers); lifts vs control come with 95% CIs,
+    and every model is checked against the world's hidden truth.
+    """
     from watchnext.sim.experiment import run_experiment
 
     try:

@@ -25,6 +25,7 @@ Every error names its key (``arms[2].bias.method``).
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,9 @@ class ArmSpec:
 
     ``cost`` > 0 resizes the model to that multiple of the base config's multiplications;
     ``position_feature`` adds the display position as an ordinary input, set to
-    ``serve_position`` for every candidate at serving.
+    ``serve_position`` for every candidate at serving. The training seed is the experiment's
+    seed plus ``seed_offset``: an arm identical to another but for its offset is an A/A arm,
+    which measures how much retraining alone moves the metrics.
     """
 
     name: str
@@ -74,6 +77,7 @@ class ArmSpec:
     position_feature: bool = False
     serve_position: int = 1
     exponents: tuple[float, ...] = ()
+    seed_offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,13 +85,21 @@ class PolarisationSpec:
     seeds: int = 6
 
 
+def _default_grid() -> dict[str, list[float]]:
+    return {"engagement": [1.0], "satisfaction": [0.0, 0.25, 0.5, 1.0, 2.0, 4.0]}
+
+
 @dataclass(frozen=True)
 class SweepSpec:
-    """Multipliers of the config's engagement and satisfaction exponents, crossed."""
+    """Multipliers of the default exponents, crossed over every key of ``grid``.
+
+    A key is a task name or a group (``engagement``, ``satisfaction``); a task's exponent is its
+    default times its own multiplier if it has one, else its group's, else 1. Only ratios of
+    exponents change a ranking, so one key can stay at 1.
+    """
 
     arm: str = ""
-    engagement: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
-    satisfaction: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+    grid: dict[str, list[float]] = field(default_factory=_default_grid)
 
 
 @dataclass(frozen=True)
@@ -139,12 +151,19 @@ def experiment_from_dict(raw: dict[str, Any], base_dir: str | Path = ".") -> Exp
     cfg = build(ExperimentConfig, raw, "")
     _validate(cfg)
     base_dir = Path(base_dir)
-    world = load_world(_resolve(cfg.world, base_dir, "world"))
-    world = WorldConfig(**{**world.__dict__, "seed": cfg.seed})
+    world = dataclasses.replace(load_world(_resolve(cfg.world, base_dir, "world")), seed=cfg.seed)
     ranker = load_config(_resolve(cfg.ranker, base_dir, "ranker"))
     for i, arm in enumerate(cfg.arms):
         if arm.policy == "model":
             run_config(ranker, arm, where=f"arms[{i}]")
+        check(arm.serve_position <= world.slots, f"arms[{i}].serve_position",
+              f"must be a shown slot (1..{world.slots}), got {arm.serve_position}")
+    if cfg.kind == "sweep":
+        names = {*ranker.task_names, "engagement", "satisfaction"}
+        for key in cfg.sweep.grid:
+            check(key in names, f"sweep.grid.{key}",
+                  f"not a task or group (tasks: {', '.join(ranker.task_names)}; groups: "
+                  "engagement, satisfaction)")
     if cfg.kind in ("sweep", "polarisation", "feedback"):
         check(any(a.policy == "model" for a in cfg.arms), "arms",
               f"a {cfg.kind} experiment needs at least one arm with policy 'model'")
@@ -226,8 +245,11 @@ def _validate(cfg: ExperimentConfig) -> None:
     positive(cfg.polarisation.seeds, "polarisation.seeds")
     check(not cfg.sweep.arm or cfg.sweep.arm in names, "sweep.arm",
           f"{cfg.sweep.arm!r} is not an arm (arms: {', '.join(names)})")
-    check(bool(cfg.sweep.engagement), "sweep.engagement", "at least one multiplier is required")
-    check(bool(cfg.sweep.satisfaction), "sweep.satisfaction", "at least one multiplier is required")
+    check(bool(cfg.sweep.grid), "sweep.grid", "at least one key is required")
+    for key, values in cfg.sweep.grid.items():
+        check(isinstance(values, list) and bool(values) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values),
+            f"sweep.grid.{key}", f"expected a non-empty list of numbers, got {values!r}")
     fb = cfg.feedback
     positive(fb.rounds, "feedback.rounds")
     positive(fb.requests_per_round, "feedback.requests_per_round")

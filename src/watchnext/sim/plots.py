@@ -93,7 +93,7 @@ def pareto(points: list[dict[str, Any]], path: Path, title: str) -> Path:
     ax.plot([p["expected_watch_time"] for p in front], [p["expected_satisfaction"] for p in front],
             "o-", color="tab:blue", label="Pareto front")
     for p in front:
-        ax.annotate(f"e{p['engagement']:g}/s{p['satisfaction']:g}",
+        ax.annotate("/".join(f"{v:g}" for v in p["multipliers"].values()),
                     (p["expected_watch_time"], p["expected_satisfaction"]), fontsize=7,
                     textcoords="offset points", xytext=(4, 4))
     default = [p for p in points if p["default"]]

@@ -2,8 +2,6 @@
 
 - ``sparse_tables``: id tables built with ``sparse=True`` get row-wise gradients, so the Trainer
   steps them with SparseAdam and a step costs O(rows in the batch), not O(rows in the table).
-- ``reuse_freed_memory``: large activations are reused from the heap, not page-faulted in
-  again from the kernel at every step.
 - ``autocast``: ``train.precision = "bf16"`` runs the forward pass in bfloat16 (fp32 master
   weights and optimiser state). It pays only on CPUs with a bf16 matrix path (AVX512-BF16, AMX).
 """
@@ -11,7 +9,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 
 import torch
 from torch import nn
@@ -29,23 +26,3 @@ def autocast(precision: str) -> contextlib.AbstractContextManager:
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
-
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
-
-
-def reuse_freed_memory() -> bool:
-    """Keep freed memory in the process heap instead of handing it back to the kernel.
-
-    glibc serves blocks over 32 MiB (a [8 experts, 4096, 256] fp32 activation is exactly that)
-    with a fresh ``mmap`` and returns them with ``munmap`` on free, so every training step
-    page-faults and zero-fills each large activation again: measured at ~8,000 page faults per
-    32 MiB tensor, the ReLU on it taking 3x longer. Served from the heap, the same pages are reused
-    step after step. Peak RSS is unchanged (the peak is the peak); memory freed after the peak
-    stays with the process until it exits (up to 1 GiB beyond which glibc still trims).
-    Process-wide and idempotent; a no-op returning False where glibc is not the allocator.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30))
-    except (OSError, AttributeError):
-        return False

@@ -24,7 +24,7 @@ from watchnext.model.ranker import MultitaskRanker
 from watchnext.train import checkpoint as ckpt
 from watchnext.train.losses import per_task_losses, weighted_total
 from watchnext.train.optim import make_optimizer
-from watchnext.train.speed import autocast, reuse_freed_memory, sparse_tables
+from watchnext.train.speed import autocast, sparse_tables
 
 Log = Callable[[str], None]
 
@@ -55,8 +55,6 @@ class Trainer:
         self.chunk = 0
         if t.threads:
             torch.set_num_threads(t.threads)
-        if t.reuse_memory:
-            reuse_freed_memory()
 
     def fit(self, train: Batch, valid: Batch | None = None, chunk: int = 0) -> History:
         """Train for up to ``max_epochs``; with ``valid``, stop early and keep the best epoch."""

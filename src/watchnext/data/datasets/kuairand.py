@@ -1,8 +1,10 @@
 """KuaiRand-27K sample (CC BY-SA 4.0) and its benchmark protocol, ``kuairand-sample v1``.
 
 Split by date: train 2022-04-08..17, validation 2022-04-18, test 2022-04-19..21. Features are the
-allowed ones (ids, the user table, hour, weekday, video length) plus point-in-time history of the
-user and the video computed from earlier days only; no label column is ever a feature.
+allowed ones (ids, the user table, hour, weekday, video length) plus point-in-time history
+computed from earlier days only (``watchnext.data.history``): of the user (all past days, and the
+last three), of the video, and of the user with videos of the same length class. No label column
+is ever a feature; labels only enter through earlier days' averages.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from watchnext.data.history import add_history_features
 PROTOCOL = "kuairand-sample-v1"
 SPLITS = {"train": (20220408, 20220417), "valid": (20220418, 20220418),
           "test": (20220419, 20220421)}
+# Outcomes whose past averages become features (plus watch_time and watch_ratio, derived).
 HISTORY_LABELS = ("is_click", "long_view", "label", "is_comment", "is_follow", "is_forward")
-LABEL_COLUMNS = (*HISTORY_LABELS, "play_time_ms", "comment_stay_time", "is_profile_enter")
-COUNTED_LABELS = ("is_click", "long_view", "label")
-RECENT_DAYS = 3
-MAX_WATCH_RATIO = 5.0
+COUNTED_LABELS = ("is_click", "long_view", "label")  # also get past positive / negative counts
+RECENT_DAYS = 3  # the short window of the user's recent-history features
+SMOOTHING = 20.0  # pseudo-rows of the global prior in each rate (5 and 50 scored the same)
+MAX_WATCH_RATIO = 5.0  # play / duration is capped: replays of a 3 s clip are not 100x interest
 
 
 def load_interactions() -> pa.Table:
@@ -46,9 +49,9 @@ def build_features(rows: pa.Table) -> pa.Table:
     rows = add_context(rows)
     labels = history_labels(rows)
     rows = add_history_features(rows, ["user_id", "video_id", "user_length"], labels, "date",
-                                counted=COUNTED_LABELS)
-    return add_history_features(rows, ["user_id"], labels, "date", window=RECENT_DAYS,
-                                prefix="recent")
+                                smoothing=SMOOTHING, counted=COUNTED_LABELS)
+    return add_history_features(rows, ["user_id"], labels, "date", smoothing=SMOOTHING,
+                                window=RECENT_DAYS, prefix="recent")
 
 
 def add_context(rows: pa.Table) -> pa.Table:
