@@ -16,9 +16,20 @@ from watchnext.serve import ModelRegistry, ServingModel, build_model_dir
 CONFIG = Path(watchnext.__file__).parent / "configs" / "kuairand_v1.toml"
 
 
+IDS = [{"name": "user_id", "kind": "categorical", "embedding_dim": 8},
+       {"name": "video_id", "kind": "categorical", "embedding_dim": 8}]
+
+
 def tiny_config(seed: int = 0) -> RunConfig:
-    """The kuairand-sample v1 features and tasks with a small, fast MMoE and one epoch."""
-    return load_config(CONFIG).replace(
+    """The kuairand-sample v1 features and tasks with a small, fast MMoE and one epoch.
+
+    User and video id embeddings are added whether or not the tuned config uses them, so the
+    serving paths for ids (OOV cold start) are always exercised.
+    """
+    base = load_config(CONFIG)
+    features = IDS + [f for f in base.to_dict()["features"] if f["name"] not in {"user_id", "video_id"}]
+    return base.replace(
+        features=features,
         model={"bottom_units": [32], "num_experts": 2, "expert_units": [16], "tower_units": [8]},
         train={"max_epochs": 1, "progress": False, "seed": seed, "batch_size": 512})
 
