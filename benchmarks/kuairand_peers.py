@@ -124,8 +124,8 @@ def watchnext_grid(quick: bool) -> list[dict[str, Any]]:
     """Section overrides tried on top of the bundled config (the first is the config itself)."""
     if quick:
         return [{}]
-    return [{}, {"train": {"learning_rate": 0.003}}, {"model": {"dropout": 0.3}},
-            {"train": {"weight_decay": 1e-4}}]
+    return [{}, {"model": {"dropout": 0.0}}, {"train": {"weight_decay": 1e-5}},
+            {"train": {"learning_rate": 5e-4, "max_epochs": 30}}]
 
 
 def run_watchnext(data: Data, kind: str, quick: bool) -> Result:

@@ -1,38 +1,62 @@
-"""Before/after for each training-speed lever, on the standard workload's shapes.
+"""Before/after for each training-speed lever, measured step by step in ONE process.
 
-    .venv/bin/python benchmarks/speed_levers.py                 # all levers, 2 threads
-    .venv/bin/python benchmarks/speed_levers.py --threads 1 --steps 10 --rounds 3
+    .venv/bin/python benchmarks/speed_levers.py                      # all levers, 2 threads
+    .venv/bin/python benchmarks/speed_levers.py --only baseline sparse --steps 30
+    THP_MEM_ALLOC_ENABLE=0 .venv/bin/python benchmarks/speed_levers.py --only sparse   # allocator
 
-Each lever runs in a fresh subprocess that trains ``--steps`` minibatches of 4096 (after warm-up
-steps) of the peer-architecture MMoE from benchmarks/train_throughput.py. Levers are run in
-interleaved rounds (A B C A B C ...) so drift in a shared machine's load hits all of them alike;
-the table gives the median over rounds of wall-clock examples/s and of process CPU ms per step
-(CPU time is less sensitive than wall time to other processes on the same cores).
+On a shared machine the load drifts by several x within minutes, so levers are not timed one
+after another: every variant is built side by side (same seed, same minibatches) and the steps
+are interleaved, one step of each variant per round. The table gives the median step time over
+the rounds and the ratio to the first row; the workload is the peer-architecture MMoE of
+benchmarks/train_throughput.py (100,000-row tables, batch 4096). The huge-page allocator setting
+acts process-wide, so it is compared by running this script with THP_MEM_ALLOC_ENABLE=0 and =1.
+
+Variants:
+- "previous": the code before the speed work (dense Adam over whole tables; the experts' first
+  layer as a bmm over an expanded input; out-of-place ReLUs; bias added by baddbmm).
+- "DeepCTR-Torch step": DeepCTR-Torch's MMOE and its training step as in its ``fit`` (forward,
+  summed per-task BCE, Adam), minus its DataLoader: the model's own cost.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
 import time
+import types
+from collections.abc import Callable
 from typing import Any
 
 import train_throughput as tt
 
 PEER = {"kind": "mmoe", "bottom_units": [], "gate_input": "input"}
+SPARSE = {"sparse_embeddings": True}
 LEVERS: dict[str, dict[str, Any]] = {
-    "dense Adam (baseline)": {},
-    "sparse rows + SparseAdam": {"train": {"sparse_embeddings": True}},
-    "sparse + experts as a Python loop": {"train": {"sparse_embeddings": True}, "loop": True},
-    "sparse + torch.compile": {"train": {"sparse_embeddings": True, "compile": True}},
-    "sparse + bf16 autocast": {"train": {"sparse_embeddings": True, "precision": "bf16"}},
+    "previous (dense Adam, bmm first layer)": {"train": {}, "previous": True},
+    "+ one wide matmul for the first layer": {"train": {}},
+    "+ sparse rows + SparseAdam": {"train": SPARSE},
+    "  with experts as a Python loop": {"train": SPARSE, "loop": True},
+    "  with torch.compile": {"train": {**SPARSE, "compile": True}},
+    "  with bf16 autocast": {"train": {**SPARSE, "precision": "bf16"}},
+    "DeepCTR-Torch step (same sizes)": {"deepctr": True},
 }
 
 
-def loop_forward(self, x):  # the GroupedMLP forward as a loop over members (DeepCTR-style)
+def previous_forward(self, x):
+    """GroupedMLP.forward before the speed work, kept here as the baseline."""
+    import torch
+    if x.dim() == 2:
+        x = x.unsqueeze(0).expand(self.groups, -1, -1)
+    last = len(self.weights) - 1
+    for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+        x = torch.baddbmm(b, x, w)
+        if i < last or self.final_relu:
+            x = torch.relu(x)
+    return x
+
+
+def loop_forward(self, x):
+    """GroupedMLP.forward as a Python loop over members, as DeepCTR-Torch runs its experts."""
     import torch
     outs = []
     last = len(self.weights) - 1
@@ -46,87 +70,107 @@ def loop_forward(self, x):  # the GroupedMLP forward as a loop over members (Dee
     return torch.stack(outs)
 
 
-def child(spec: dict[str, Any]) -> dict[str, Any]:
-    import pyarrow as pa
+def watchnext_step(lever: dict[str, Any], encoder, threads: int) -> Callable[[int], None]:
     import torch
 
-    from watchnext.data.batch import iterate
-    from watchnext.data.encoder import FeatureEncoder
     from watchnext.model.layers import GroupedMLP
     from watchnext.model.ranker import MultitaskRanker
     from watchnext.train.trainer import Trainer
 
-    if spec.get("loop"):
-        GroupedMLP.forward = loop_forward
-    train = {**spec.get("train", {}), "threads": spec["threads"]}
-    config = tt.workload_config(PEER, train)
-    steps, warmup = spec["steps"], spec["warmup"]
-    data = tt.make_data(tt.BATCH * (steps + warmup))
-    table = pa.table({**{f"c{i}": data["ids"][:, i] for i in range(tt.CATEGORICAL)},
-                      **{f"d{i}": data["dense"][:, i] for i in range(tt.DENSE)},
-                      **{f"y{i}": data["labels"][:, i] for i in range(tt.TASKS)}})
-    encoder = FeatureEncoder(config).fit(table)
+    config = tt.workload_config(PEER, {**lever["train"], "threads": threads})
     torch.manual_seed(tt.SEED)
-    # vocabularies as in the full workload (100,000 ids per table), whatever rows were sampled
-    encoder.vocabularies = {k: _Sized(v, tt.IDS + 2) for k, v in encoder.vocabularies.items()}
     model = MultitaskRanker(config, encoder, sparse=config.train.sparse_embeddings)
-    batch = encoder.transform(table)
+    patch = previous_forward if lever.get("previous") else loop_forward if lever.get("loop") else None
+    if patch:
+        for module in model.modules():
+            if isinstance(module, GroupedMLP):
+                module.forward = types.MethodType(patch, module)
     trainer = Trainer(config, encoder, model)
-    batches = list(iterate(batch, tt.BATCH, True, torch.Generator().manual_seed(0)))
-    start = time.perf_counter()
-    for mb in batches[:warmup]:
-        trainer.train_step(mb)
-    warm_s = time.perf_counter() - start
-    wall, cpu = time.perf_counter(), time.process_time()
-    for mb in batches[warmup:]:
-        trainer.train_step(mb)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {"ex_s": steps * tt.BATCH / wall, "cpu_ms": cpu / steps * 1000, "warmup_s": warm_s}
+    return lambda i: trainer.train_step(BATCHES[i])
 
 
-class _Sized:
-    """A fitted vocabulary reporting a fixed size, so tables have the workload's row count."""
+def deepctr_step(data: dict[str, Any]) -> Callable[[int], None]:
+    import numpy as np
+    import torch
+    from deepctr_torch.inputs import DenseFeat, SparseFeat
+    from deepctr_torch.models import MMOE
+    from torch.nn import functional as F
 
-    def __init__(self, vocab, size: int):
-        self.vocab, self.size = vocab, size
+    columns = [SparseFeat(f"c{i}", tt.IDS, embedding_dim=tt.DIM) for i in range(tt.CATEGORICAL)] + \
+        [DenseFeat(f"d{i}", 1) for i in range(tt.DENSE)]
+    model = MMOE(columns, num_experts=tt.EXPERTS, expert_dnn_hidden_units=tt.EXPERT_UNITS,
+                 gate_dnn_hidden_units=(), tower_dnn_hidden_units=tt.TOWER_UNITS,
+                 l2_reg_embedding=0.0, l2_reg_linear=0.0, task_types=["binary"] * tt.TASKS,
+                 task_names=[f"t{i}" for i in range(tt.TASKS)], seed=tt.SEED)
+    model.train()
+    optim = torch.optim.Adam(model.parameters(), lr=tt.LR)
+    x = torch.from_numpy(np.concatenate([data["ids"], data["dense"]], axis=1)).float()
+    y = torch.from_numpy(data["labels"])
 
-    def __len__(self) -> int:
-        return self.size
+    def step(i: int) -> None:  # the body of DeepCTR-Torch's BaseModel.fit loop
+        rows = ORDERS[i]
+        pred = model(x[rows])
+        optim.zero_grad()
+        loss = sum(F.binary_cross_entropy(pred[:, t], y[rows, t], reduction="sum")
+                   for t in range(tt.TASKS))
+        (loss + model.get_regularization_loss() + model.aux_loss).backward()
+        optim.step()
+    return step
 
-    def lookup(self, column):
-        return self.vocab.lookup(column)
+
+BATCHES: list[Any] = []
+ORDERS: list[Any] = []
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20, help="measured rounds")
+    parser.add_argument("--warmup", type=int, default=3, help="unmeasured rounds first")
     parser.add_argument("--threads", type=int, default=tt.THREADS)
     parser.add_argument("--only", nargs="*", help="levers whose name contains one of these")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(json.loads(args.child))))
-        return
+
+    import pyarrow as pa
+    import torch
+
+    from watchnext.data.encoder import FeatureEncoder
+
+    torch.set_num_threads(args.threads)
     levers = {k: v for k, v in LEVERS.items()
               if not args.only or any(s.lower() in k.lower() for s in args.only)}
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in levers}
-    for _ in range(args.rounds):
-        for name, lever in levers.items():
-            spec = {**lever, "steps": args.steps, "warmup": args.warmup, "threads": args.threads}
-            proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
-                                  capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
-            runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(f"{name}: {runs[name][-1]}", file=sys.stderr)
-    print(f"| lever ({args.threads} threads, {args.steps} steps x {tt.BATCH}, median of "
-          f"{args.rounds}) | train ex/s (wall) | CPU ms / step | warm-up s |")
-    print("|---|---|---|---|")
-    for name, results in runs.items():
-        med = {k: statistics.median(r[k] for r in results) for k in results[0]}
-        print(f"| {name} | {med['ex_s']:,.0f} | {med['cpu_ms']:,.0f} | {med['warmup_s']:.1f} |")
+    batches = args.steps + args.warmup
+    data = tt.make_data(tt.BATCH * batches)
+    table = pa.table({**{f"c{i}": data["ids"][:, i] for i in range(tt.CATEGORICAL)},
+                      **{f"d{i}": data["dense"][:, i] for i in range(tt.DENSE)},
+                      **{f"y{i}": data["labels"][:, i] for i in range(tt.TASKS)}})
+    encoder = FeatureEncoder(tt.workload_config(PEER, {})).fit(table)
+    # tables of the full workload's size (100,000 ids), whatever ids this sample happened to hold
+    encoder.vocab_size = lambda _name: tt.IDS + 2
+    batch = encoder.transform(table)
+    order = torch.randperm(len(batch), generator=torch.Generator().manual_seed(tt.SEED))
+    ORDERS.extend(order[i * tt.BATCH:(i + 1) * tt.BATCH] for i in range(batches))
+    BATCHES.extend(batch.select(rows) for rows in ORDERS)
+    steps = {name: deepctr_step(data) if lever.get("deepctr") else
+             watchnext_step(lever, encoder, args.threads) for name, lever in levers.items()}
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    first: dict[str, float] = {}
+    for i in range(batches):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step(i)
+            elapsed = time.perf_counter() - start
+            if i == 0:
+                first[name] = elapsed
+            if i >= args.warmup:
+                times[name].append(elapsed)
+    base = statistics.median(next(iter(times.values())))
+    print(f"| lever ({args.threads} threads, batch {tt.BATCH}, median of {args.steps} interleaved "
+          f"steps) | ms / step | examples/s | vs first row | first step s |")
+    print("|---|---|---|---|---|")
+    for name, t in times.items():
+        med = statistics.median(t)
+        print(f"| {name} | {med * 1000:,.0f} | {tt.BATCH / med:,.0f} | {base / med:.2f}x | "
+              f"{first[name]:.1f} |")
 
 
 if __name__ == "__main__":
