@@ -125,7 +125,7 @@ def watchnext_grid(quick: bool) -> list[dict[str, Any]]:
     if quick:
         return [{}]
     return [{}, {"model": {"dropout": 0.0}}, {"train": {"weight_decay": 1e-5}},
-            {"train": {"learning_rate": 5e-4, "max_epochs": 30}}]
+            {"train": {"learning_rate": 1e-3, "max_epochs": 16}}]
 
 
 def run_watchnext(data: Data, kind: str, quick: bool) -> Result:
@@ -167,7 +167,7 @@ def lightgbm_grid(quick: bool) -> list[dict[str, Any]]:
 def run_lightgbm(data: Data, quick: bool) -> Result:
     """One LightGBM model per task, each with its own grid point chosen on validation.
 
-    Id-like columns are LightGBM categoricals; early stopping on the validation loss (log loss,
+    Categorical columns stay LightGBM categoricals; early stopping on the validation loss (log loss,
     or L2 for watch_time), at most 3000 rounds of learning rate 0.03. One thread: on a small,
     busy machine OpenMP threads that spin-wait cost far more than they give.
     """
@@ -242,7 +242,7 @@ def deepctr_grid(quick: bool) -> list[dict[str, Any]]:
 def run_deepctr(data: Data, quick: bool) -> Result:
     """DeepCTR-Torch's MMOE on the same features, losses and early stopping as watchnext."""
     started = time.perf_counter()
-    fits = [_fit_deepctr(data, params, max_epochs=4 if quick else 12)
+    fits = [_fit_deepctr(data, params, max_epochs=4 if quick else data.config.train.max_epochs)
             for params in deepctr_grid(quick)]
     best, scores = choose([predict for predict, _ in fits], data)
     grid = [{**params, "best_epoch": epoch, "valid_score": round(score, 5)}

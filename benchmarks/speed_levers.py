@@ -21,6 +21,7 @@ Variants:
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
 import time
 import types
@@ -34,7 +35,8 @@ SPARSE = {"sparse_embeddings": True}
 LEVERS: dict[str, dict[str, Any]] = {
     "previous (dense Adam, bmm first layer)": {"train": {}, "previous": True},
     "+ one wide matmul for the first layer": {"train": {}},
-    "+ sparse rows + SparseAdam": {"train": SPARSE},
+    "+ sparse rows + torch SparseAdam": {"train": SPARSE, "torch_sparse_adam": True},
+    "+ sparse rows + RowWiseAdam": {"train": SPARSE},
     "  with experts as a Python loop": {"train": SPARSE, "loop": True},
     "  with torch.compile": {"train": {**SPARSE, "compile": True}},
     "  with bf16 autocast": {"train": {**SPARSE, "precision": "bf16"}},
@@ -75,6 +77,7 @@ def watchnext_step(lever: dict[str, Any], encoder, threads: int) -> Callable[[in
 
     from watchnext.model.layers import GroupedMLP
     from watchnext.model.ranker import MultitaskRanker
+    from watchnext.train.optim import make_optimizer
     from watchnext.train.trainer import Trainer
 
     config = tt.workload_config(PEER, {**lever["train"], "threads": threads})
@@ -86,6 +89,8 @@ def watchnext_step(lever: dict[str, Any], encoder, threads: int) -> Callable[[in
             if isinstance(module, GroupedMLP):
                 module.forward = types.MethodType(patch, module)
     trainer = Trainer(config, encoder, model)
+    if lever.get("torch_sparse_adam"):
+        trainer.optimizer = make_optimizer(model, config, sparse=True)
     return lambda i: trainer.train_step(BATCHES[i])
 
 
@@ -130,6 +135,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="levers whose name contains one of these")
     args = parser.parse_args()
 
+    importlib.import_module("watchnext")  # before torch: its thread/allocator defaults apply
     import pyarrow as pa
     import torch
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import os
 import statistics
@@ -45,10 +46,12 @@ RUNS: dict[str, dict[str, Any]] = {
                                       "gate_input": "bottom"}},
     "watchnext SharedBottom (256, 128)": {
         "lib": "watchnext", "model": {"kind": "shared_bottom", "bottom_units": list(EXPERT_UNITS)}},
-    "DeepCTR-Torch MMOE": {"lib": "deepctr", "env": {"THP_MEM_ALLOC_ENABLE": "0"}},
+    "DeepCTR-Torch MMOE": {"lib": "deepctr", "env": {"THP_MEM_ALLOC_ENABLE": None, "OMP_WAIT_POLICY": None}},
 }
-# the huge-page allocator setting that watchnext turns on, given to the peer as well (--peer-thp)
-PEER_THP = {"DeepCTR-Torch MMOE + huge pages": {"lib": "deepctr", "env": {"THP_MEM_ALLOC_ENABLE": "1"}}}
+# the process settings that `import watchnext` makes (watchnext/__init__.py), given to the peer as
+# well (--peer-tuned), so the ratio can be read with and without them
+PEER_TUNED = {"DeepCTR-Torch MMOE + watchnext's env": {
+    "lib": "deepctr", "env": {"THP_MEM_ALLOC_ENABLE": "1", "OMP_WAIT_POLICY": "PASSIVE"}}}
 PEER_PAIR = ("watchnext MMoE (peer architecture)", "DeepCTR-Torch MMOE")
 
 
@@ -117,6 +120,7 @@ def workload_config(model: dict[str, Any], train: dict[str, Any]):
 
 
 def run_watchnext(rows: int, model: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
+    importlib.import_module("watchnext")  # before torch: its thread/allocator defaults apply
     import pyarrow as pa
     import torch
 
@@ -194,6 +198,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
 def in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
     env = {**os.environ, **spec.get("env", {})}
+    env = {k: v for k, v in env.items() if v is not None}
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
                           capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
@@ -232,8 +237,8 @@ def main() -> None:
     parser.add_argument("--train", default="{}", help="JSON overrides of [train] for watchnext runs")
     parser.add_argument("--repeats", type=int, default=1,
                         help="run every model this many times, interleaved; report each one's best")
-    parser.add_argument("--peer-thp", action="store_true",
-                        help="add a DeepCTR-Torch row with the huge-page allocator setting")
+    parser.add_argument("--peer-tuned", action="store_true",
+                        help="add a DeepCTR-Torch row run with watchnext's process settings")
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -242,7 +247,7 @@ def main() -> None:
         return
     rows = args.rows or (QUICK_ROWS if args.quick else ROWS)
     train = json.loads(args.train)
-    runs = {**RUNS, **(PEER_THP if args.peer_thp else {})}
+    runs = {**RUNS, **(PEER_TUNED if args.peer_tuned else {})}
     runs = {name: spec for name, spec in runs.items()
             if not args.only or any(s.lower() in name.lower() for s in args.only)}
     roofs: list[dict[str, float]] = []

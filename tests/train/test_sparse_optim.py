@@ -1,16 +1,18 @@
-"""Row-wise (sparse) embedding updates: SparseAdam against dense Adam, and the Trainer wiring.
+"""Row-wise (sparse) embedding updates: RowWiseAdam against dense Adam, and the Trainer wiring.
 
-SparseAdam is *lazy* Adam: a row's moments and value change only at steps whose batch holds that
-row. Dense Adam also moves rows that are absent from the batch (their momentum decays and keeps
-pushing them). So the two agree exactly on the first step and on rows present at every step, and
-differ on rows that skip steps — the tests below pin down exactly that.
+RowWiseAdam is *lazy* Adam (as torch's SparseAdam): a row's moments and value change only at
+steps whose batch holds that row. Dense Adam also moves rows that are absent from the batch (their
+momentum decays and keeps pushing them). So the two agree exactly on the first step and on rows
+present at every step, and differ on rows that skip steps; the tests below pin down exactly that.
 """
 
+import pytest
 import torch
 from torch import nn
 
 from watchnext.api import Ranker
 from watchnext.train.optim import CombinedOptimizer
+from watchnext.train.rowwise import RowWiseAdam
 
 
 def _pair(rows: int = 20, dim: int = 4):
@@ -20,7 +22,7 @@ def _pair(rows: int = 20, dim: int = 4):
     with torch.no_grad():
         sparse.weight.copy_(dense.weight)
     return (dense, torch.optim.Adam(dense.parameters(), lr=0.1),
-            sparse, torch.optim.SparseAdam(sparse.parameters(), lr=0.1))
+            sparse, RowWiseAdam(sparse.parameters(), lr=0.1))
 
 
 def _step(table: nn.Embedding, opt: torch.optim.Optimizer, ids: list[int]) -> None:
@@ -62,7 +64,7 @@ def test_trainer_steps_sparse_tables_row_wise(config, impressions):
     assert all(t.sparse for t in tables)
     optimizer = ranker.trainer.optimizer
     assert isinstance(optimizer, CombinedOptimizer)
-    assert any(isinstance(o, torch.optim.SparseAdam) for o in optimizer.optimizers)
+    assert any(isinstance(o, RowWiseAdam) for o in optimizer.optimizers)
     batch = ranker.encode(impressions).slice(0, 64)
     before = tables[1].weight.detach().clone()
     ranker.trainer.train_step(batch)
@@ -82,3 +84,25 @@ def test_sparse_training_fits_saves_and_reloads(config, impressions, tmp_path):
     loaded = Ranker.load(tmp_path / "model")
     torch.testing.assert_close(torch.from_numpy(loaded.predict(impressions)),
                                torch.from_numpy(ranker.predict(impressions)))
+
+
+def test_rowwise_adam_refuses_dense_gradients():
+    table = nn.Embedding(5, 2)
+    opt = RowWiseAdam(table.parameters())
+    table(torch.tensor([1])).sum().backward()
+    with pytest.raises(RuntimeError, match="sparse gradients"):
+        opt.step()
+
+
+def test_rowwise_state_survives_a_checkpoint_round_trip(config, impressions):
+    from watchnext.train import checkpoint as ckpt
+
+    ranker = Ranker(config.replace(train={"sparse_embeddings": True, "max_epochs": 1}))
+    ranker.fit(impressions)
+    saved = ckpt.optimizer_tensors(ranker.trainer.optimizer)
+    fresh = Ranker(config.replace(train={"sparse_embeddings": True, "max_epochs": 1}))
+    fresh._build(impressions)
+    ckpt.load_optimizer_tensors(fresh.trainer.optimizer, saved)
+    again = ckpt.optimizer_tensors(fresh.trainer.optimizer)
+    assert saved.keys() == again.keys()
+    assert all(torch.equal(saved[k], again[k]) for k in saved)

@@ -114,10 +114,12 @@ def rounds(results: dict[str, Any], path: Path) -> Path:
     fig = Figure(figsize=(13, 3.4))
     table = results["rounds"]
     arms = list(table[0]["arms"])
+    colour = {arm: f"C{i}" for i, arm in enumerate(arms)}
     for i, (key, label) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels) + 1, i + 1)
         for arm in arms:
-            ax.plot([r["round"] for r in table], [r["arms"][arm][key] for r in table], "o-", label=arm)
+            ax.plot([r["round"] for r in table], [r["arms"][arm][key] for r in table], "o-",
+                    color=colour[arm], label=arm)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("round")
     ax.legend(fontsize=7)
@@ -129,7 +131,8 @@ def rounds(results: dict[str, Any], path: Path) -> Path:
         x = [r["round"] for r in table]
         ax.errorbar(x, [100 * v["lift"] for v in lifts],
                     yerr=[[100 * (v["lift"] - v["low"]) for v in lifts],
-                          [100 * (v["high"] - v["lift"]) for v in lifts]], fmt="o-", capsize=3, label=arm)
+                          [100 * (v["high"] - v["lift"]) for v in lifts]], fmt="o-", capsize=3,
+                    color=colour[arm], label=arm)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_title(f"watch time lift vs {results['control']} (%)", fontsize=9)
     ax.set_xlabel("round")

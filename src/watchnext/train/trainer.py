@@ -23,8 +23,8 @@ from watchnext.model.adversarial import position_loss
 from watchnext.model.ranker import MultitaskRanker
 from watchnext.train import checkpoint as ckpt
 from watchnext.train.losses import per_task_losses, weighted_total
-from watchnext.train.optim import make_optimizer
-from watchnext.train.speed import autocast, sparse_tables
+from watchnext.train.rowwise import adam_with_rowwise_tables, sparse_tables
+from watchnext.train.speed import autocast
 
 Log = Callable[[str], None]
 
@@ -45,7 +45,7 @@ class Trainer:
         self.log = log or (lambda _msg: None)
         t = config.train
         if sparse_tables(model):  # row-wise: a step touches only the id rows in the batch
-            self.optimizer = make_optimizer(model, config, sparse=True)
+            self.optimizer = adam_with_rowwise_tables(model, t.learning_rate, t.weight_decay)
         else:
             self.optimizer = torch.optim.Adam(model.parameters(), lr=t.learning_rate,
                                               weight_decay=t.weight_decay)
