@@ -1,19 +1,18 @@
 """Before/after for each training-speed lever, measured step by step in ONE process.
 
     .venv/bin/python benchmarks/speed_levers.py                      # all levers, 2 threads
-    .venv/bin/python benchmarks/speed_levers.py --only baseline sparse --steps 30
-    THP_MEM_ALLOC_ENABLE=0 .venv/bin/python benchmarks/speed_levers.py --only sparse   # allocator
+    .venv/bin/python benchmarks/speed_levers.py --only "dense Adam" RowWiseAdam --steps 30
+    .venv/bin/python benchmarks/speed_levers.py --env-ab --rounds 3       # OpenMP wait, malloc
 
 On a shared machine the load drifts by several x within minutes, so levers are not timed one
 after another: every variant is built side by side (same seed, same minibatches) and the steps
 are interleaved, one step of each variant per round. The table gives the median step time over
 the rounds and the ratio to the first row; the workload is the peer-architecture MMoE of
-benchmarks/train_throughput.py (100,000-row tables, batch 4096). The huge-page allocator setting
-acts process-wide, so it is compared by running this script with THP_MEM_ALLOC_ENABLE=0 and =1.
+benchmarks/train_throughput.py (100,000-row tables, batch 4096). OpenMP's wait policy and the
+glibc allocator setting (``train.retain_freed_memory``) act process-wide: ``--env-ab`` runs the
+RowWiseAdam variant in fresh processes under each setting, alternating them for ``--rounds``
+rounds, and reports medians. In the lever table every variant runs with watchnext's defaults.
 
-Variants:
-- "previous": the code before the speed work (dense Adam over whole tables; the experts' first
-  layer as a bmm over an expanded input; out-of-place ReLUs; bias added by baddbmm).
 - "DeepCTR-Torch step": DeepCTR-Torch's MMOE and its training step as in its ``fit`` (forward,
   summed per-task BCE, Adam), minus its DataLoader: the model's own cost.
 """
@@ -22,7 +21,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 import types
 from collections.abc import Callable
@@ -33,28 +36,25 @@ import train_throughput as tt
 PEER = {"kind": "mmoe", "bottom_units": [], "gate_input": "input"}
 SPARSE = {"sparse_embeddings": True}
 LEVERS: dict[str, dict[str, Any]] = {
-    "previous (dense Adam, bmm first layer)": {"train": {}, "previous": True},
-    "+ one wide matmul for the first layer": {"train": {}},
-    "+ sparse rows + torch SparseAdam": {"train": SPARSE, "torch_sparse_adam": True},
-    "+ sparse rows + RowWiseAdam": {"train": SPARSE},
+    "dense Adam over whole tables (before)": {"train": {}},
+    "sparse rows + torch SparseAdam": {"train": SPARSE, "torch_sparse_adam": True},
+    "sparse rows + RowWiseAdam": {"train": SPARSE},
     "  with experts as a Python loop": {"train": SPARSE, "loop": True},
     "  with torch.compile": {"train": {**SPARSE, "compile": True}},
     "  with bf16 autocast": {"train": {**SPARSE, "precision": "bf16"}},
     "DeepCTR-Torch step (same sizes)": {"deepctr": True},
 }
-
-
-def previous_forward(self, x):
-    """GroupedMLP.forward before the speed work, kept here as the baseline."""
-    import torch
-    if x.dim() == 2:
-        x = x.unsqueeze(0).expand(self.groups, -1, -1)
-    last = len(self.weights) - 1
-    for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-        x = torch.baddbmm(b, x, w)
-        if i < last or self.final_relu:
-            x = torch.relu(x)
-    return x
+# process-wide settings, compared across processes (--env-ab): OpenMP's wait policy
+# (OMP_WAIT_POLICY="" makes libgomp warn and keep its default, spin then sleep; watchnext's default
+# is PASSIVE) and glibc keeping freed memory (train.retain_freed_memory, on by default)
+SETTINGS: dict[str, dict[str, Any]] = {
+    "libgomp default wait, glibc default malloc (before)": {
+        "env": {"OMP_WAIT_POLICY": ""}, "train": {"retain_freed_memory": False}},
+    "OMP_WAIT_POLICY=PASSIVE": {
+        "env": {"OMP_WAIT_POLICY": "PASSIVE"}, "train": {"retain_freed_memory": False}},
+    "PASSIVE + train.retain_freed_memory (watchnext default)": {
+        "env": {"OMP_WAIT_POLICY": "PASSIVE"}, "train": {"retain_freed_memory": True}},
+}
 
 
 def loop_forward(self, x):
@@ -80,14 +80,13 @@ def watchnext_step(lever: dict[str, Any], encoder, threads: int) -> Callable[[in
     from watchnext.train.optim import make_optimizer
     from watchnext.train.trainer import Trainer
 
-    config = tt.workload_config(PEER, {**lever["train"], "threads": threads})
+    config = tt.workload_config(PEER, {**lever["train"], **TRAIN_OVERRIDES, "threads": threads})
     torch.manual_seed(tt.SEED)
     model = MultitaskRanker(config, encoder, sparse=config.train.sparse_embeddings)
-    patch = previous_forward if lever.get("previous") else loop_forward if lever.get("loop") else None
-    if patch:
+    if lever.get("loop"):
         for module in model.modules():
             if isinstance(module, GroupedMLP):
-                module.forward = types.MethodType(patch, module)
+                module.forward = types.MethodType(loop_forward, module)
     trainer = Trainer(config, encoder, model)
     if lever.get("torch_sparse_adam"):
         trainer.optimizer = make_optimizer(model, config, sparse=True)
@@ -125,6 +124,7 @@ def deepctr_step(data: dict[str, Any]) -> Callable[[int], None]:
 
 BATCHES: list[Any] = []
 ORDERS: list[Any] = []
+TRAIN_OVERRIDES: dict[str, Any] = {}
 
 
 def main() -> None:
@@ -133,9 +133,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured rounds first")
     parser.add_argument("--threads", type=int, default=tt.THREADS)
     parser.add_argument("--only", nargs="*", help="levers whose name contains one of these")
+    parser.add_argument("--env-ab", action="store_true", help="compare the process-wide settings")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --env-ab")
+    parser.add_argument("--train", default="{}", help="JSON overrides of [train] for every lever")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile the measured steps of the first lever (torch.profiler)")
     args = parser.parse_args()
+    if args.env_ab:
+        env_ab(args)
+        return
 
-    importlib.import_module("watchnext")  # before torch: its thread/allocator defaults apply
+    TRAIN_OVERRIDES.update(json.loads(args.train))
+    importlib.import_module("watchnext")  # before torch, so its OpenMP default applies
     import pyarrow as pa
     import torch
 
@@ -177,6 +186,37 @@ def main() -> None:
         med = statistics.median(t)
         print(f"| {name} | {med * 1000:,.0f} | {tt.BATCH / med:,.0f} | {base / med:.2f}x | "
               f"{first[name]:.1f} |")
+    if args.profile:  # after the timing, alone: the first lever again over the same batches
+        name, step = next(iter(steps.items()))
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                    record_shapes=True) as prof:
+            for i in range(args.warmup, batches):
+                step(i)
+        print(f"\ntop operators of '{name}' over {args.steps} more steps (self CPU time):")
+        print(prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=28,
+            max_shapes_column_width=60))
+
+
+def env_ab(args: argparse.Namespace) -> None:
+    medians: dict[str, list[float]] = {name: [] for name in SETTINGS}
+    for _ in range(args.rounds):
+        for name, setting in SETTINGS.items():
+            cmd = [sys.executable, __file__, "--only", "RowWiseAdam", "--steps", str(args.steps),
+                   "--warmup", str(args.warmup), "--threads", str(args.threads),
+                   "--train", json.dumps(setting["train"])]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                                  env={**os.environ, **setting["env"]})
+            row = next(x for x in proc.stdout.splitlines() if x.startswith("| sparse rows"))
+            medians[name].append(float(row.split("|")[2].replace(",", "")))
+            print(f"{name}: {medians[name][-1]:.0f} ms", file=sys.stderr)
+    base = statistics.median(next(iter(medians.values())))
+    print(f"| process setting ({args.threads} threads, median over {args.rounds} alternating "
+          f"processes) | ms / step | examples/s | vs first row |")
+    print("|---|---|---|---|")
+    for name, ms in medians.items():
+        med = statistics.median(ms)
+        print(f"| {name} | {med:,.0f} | {tt.BATCH / med * 1000:,.0f} | {base / med:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -35,23 +35,30 @@ import numpy as np
 ROWS, QUICK_ROWS = 1_000_000, 100_000
 CATEGORICAL, IDS, DIM, DENSE, TASKS = 10, 100_000, 16, 5, 7
 EXPERTS, EXPERT_UNITS, TOWER_UNITS, PAPER_BOTTOM = 8, (256, 128), (64,), (128,)
-BATCH, EVAL_BATCH, THREADS, LR, SEED = 4096, 16384, 2, 1e-3, 0
+BATCH, THREADS, LR, SEED = 4096, 2, 1e-3, 0
+EVAL_BATCH = BATCH  # evaluation (predict) batch, the same for every library
 
-# name -> what runs in the child: library and watchnext model overrides
+# name -> what runs in the child: library, watchnext model and [train] overrides. watchnext rows
+# use row-wise embedding updates (train.sparse_embeddings) unless they say "dense Adam".
+PEER_MODEL = {"kind": "mmoe", "bottom_units": [], "gate_input": "input"}
+ROWWISE = {"sparse_embeddings": True}
 RUNS: dict[str, dict[str, Any]] = {
-    "watchnext MMoE (peer architecture)": {
-        "lib": "watchnext", "model": {"kind": "mmoe", "bottom_units": [], "gate_input": "input"}},
+    "watchnext MMoE (peer architecture)": {"lib": "watchnext", "model": PEER_MODEL, "train": ROWWISE},
+    "watchnext MMoE (peer architecture, dense Adam)": {"lib": "watchnext", "model": PEER_MODEL},
     "watchnext MMoE (paper: shared bottom 128)": {
-        "lib": "watchnext", "model": {"kind": "mmoe", "bottom_units": list(PAPER_BOTTOM),
-                                      "gate_input": "bottom"}},
+        "lib": "watchnext", "train": ROWWISE,
+        "model": {"kind": "mmoe", "bottom_units": list(PAPER_BOTTOM), "gate_input": "bottom"}},
     "watchnext SharedBottom (256, 128)": {
-        "lib": "watchnext", "model": {"kind": "shared_bottom", "bottom_units": list(EXPERT_UNITS)}},
-    "DeepCTR-Torch MMOE": {"lib": "deepctr", "env": {"THP_MEM_ALLOC_ENABLE": None, "OMP_WAIT_POLICY": None}},
+        "lib": "watchnext", "train": ROWWISE,
+        "model": {"kind": "shared_bottom", "bottom_units": list(EXPERT_UNITS)}},
+    "DeepCTR-Torch MMOE": {"lib": "deepctr", "env": {"OMP_WAIT_POLICY": None}},
 }
-# the process settings that `import watchnext` makes (watchnext/__init__.py), given to the peer as
-# well (--peer-tuned), so the ratio can be read with and without them
-PEER_TUNED = {"DeepCTR-Torch MMOE + watchnext's env": {
-    "lib": "deepctr", "env": {"THP_MEM_ALLOC_ENABLE": "1", "OMP_WAIT_POLICY": "PASSIVE"}}}
+# the process settings watchnext makes (OMP_WAIT_POLICY=PASSIVE in watchnext/__init__.py, glibc
+# keeping freed memory with train.retain_freed_memory), given to the peer as well (--peer-tuned)
+# through the equivalent environment variables, so the ratio can be read with and without them
+PEER_TUNED = {"DeepCTR-Torch MMOE + watchnext's process settings": {
+    "lib": "deepctr", "env": {"OMP_WAIT_POLICY": "PASSIVE", "MALLOC_MMAP_MAX_": "0",
+                              "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}}}
 PEER_PAIR = ("watchnext MMoE (peer architecture)", "DeepCTR-Torch MMOE")
 
 
@@ -120,7 +127,7 @@ def workload_config(model: dict[str, Any], train: dict[str, Any]):
 
 
 def run_watchnext(rows: int, model: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
-    importlib.import_module("watchnext")  # before torch: its thread/allocator defaults apply
+    importlib.import_module("watchnext")  # before torch, so its OpenMP default applies
     import pyarrow as pa
     import torch
 
@@ -216,13 +223,15 @@ def table(results: dict[str, dict[str, Any]], roof: dict[str, float], rows: int,
         mfu = r["mults"] * 2 * 3 * train_eps / (roof["fp32"] * 1e9)
         lines.append(f"| {name} | {r['mults']:,} | {train_eps:,.0f} | {eval_eps:,.0f} | "
                      f"{r['rss_mb']:,.0f} | {mfu:.1%} | {r['auc']:.4f} |")
-    ours, theirs = (results.get(n) for n in PEER_PAIR)
     lines.append("")
-    if ours and theirs:
-        lines.append(f"ours / DeepCTR-Torch (same architecture): training "
-                     f"{theirs['train_s'] / ours['train_s']:.2f}x, evaluation "
-                     f"{theirs['eval_s'] / ours['eval_s']:.2f}x, peak RSS "
-                     f"{ours['rss_mb'] / theirs['rss_mb']:.2f}x")
+    ours = results.get(PEER_PAIR[0])
+    for peer in (PEER_PAIR[1], *PEER_TUNED):
+        theirs = results.get(peer)
+        if ours and theirs:
+            lines.append(f"ours / {peer} (same architecture): training "
+                         f"{theirs['train_s'] / ours['train_s']:.2f}x, evaluation "
+                         f"{theirs['eval_s'] / ours['eval_s']:.2f}x, peak RSS "
+                         f"{ours['rss_mb'] / theirs['rss_mb']:.2f}x")
     lines.append(f"matmul roofline ({THREADS} threads): fp32 {roof['fp32']:.1f} GFLOP/s, "
                  f"bf16 {roof['bf16']:.1f} GFLOP/s; {rows:,} rows, batch {BATCH}, one epoch; "
                  f"best of {repeats} interleaved tries per figure")
@@ -255,7 +264,8 @@ def main() -> None:
     for _ in range(args.repeats):
         roofs.append(in_subprocess({"lib": "roofline"}))
         for name, spec in runs.items():
-            tries[name].append(in_subprocess({**spec, "rows": rows, "train": train}))
+            tries[name].append(in_subprocess({**spec, "rows": rows,
+                                              "train": {**spec.get("train", {}), **train}}))
             print(f"{name}: {rows / tries[name][-1]['train_s']:,.0f} train ex/s", file=sys.stderr)
     roof = {k: max(r[k] for r in roofs) for k in roofs[0]}
     results = {name: min(t, key=lambda r: r["train_s"]) for name, t in tries.items()}

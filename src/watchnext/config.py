@@ -107,10 +107,12 @@ class TrainSpec:
     seed: int = 0
     threads: int = 0
     progress: bool = True
-    # speed (docs/performance.md): row-wise SparseAdam for id tables, bf16 autocast, torch.compile
+    # speed (docs/performance.md): row-wise Adam for id tables, bf16 autocast, torch.compile,
+    # glibc keeps freed memory for reuse (watchnext.train.speed.retain_freed_memory)
     sparse_embeddings: bool = False
     precision: str = "fp32"
     compile: bool = False
+    retain_freed_memory: bool = True
 
 
 @dataclass(frozen=True)

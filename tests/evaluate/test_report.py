@@ -23,3 +23,17 @@ def test_learned_click_bias_falls_with_position(config, impressions):
     ranker = Ranker(config.replace(train={"max_epochs": 6})).fit(make_impressions(6000, seed=3))
     curve = ranker.evaluate(impressions)["position_bias"]["click"]["phone"][1:6]
     assert curve[0] > curve[2] > curve[4]
+
+
+def test_predictions_do_not_depend_on_the_chunk_size(config, impressions):
+    import numpy as np
+
+    from watchnext.evaluate.report import predict_batch
+
+    ranker = Ranker(config.replace(train={"max_epochs": 1})).fit(impressions)
+    batch = ranker.encoder.transform(impressions)
+    whole, whole_gates = predict_batch(ranker.model, batch, chunk_size=len(batch))
+    chunked, chunked_gates = predict_batch(ranker.model, batch, chunk_size=37)
+    assert whole.shape == (len(batch), len(config.tasks))
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(chunked_gates, whole_gates, rtol=1e-5, atol=1e-6)

@@ -1,4 +1,4 @@
-"""The fast paths compute the same model: batched experts, no shared bottom, bf16 training."""
+"""Speed paths compute the same model: batched experts, no shared bottom, bf16 training, config keys."""
 
 import pytest
 import torch
@@ -25,7 +25,7 @@ def _loop(mlp: GroupedMLP, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("shared_input", [True, False])
-@pytest.mark.parametrize("in_dim", [13, 32])  # 13: the padded path, 32: already aligned
+@pytest.mark.parametrize("in_dim", [13, 32])
 def test_grouped_mlp_equals_a_loop_of_mlps(shared_input, in_dim):
     torch.manual_seed(0)
     mlp = GroupedMLP(3, in_dim, (8, 5), final_relu=False)
@@ -60,6 +60,7 @@ def test_no_shared_bottom_puts_experts_and_gates_on_the_input(impressions):
     ("train", {"precision": "fp16"}, "train.precision"),
     ("train", {"sparse_embeddings": True, "weight_decay": 0.01}, "train.sparse_embeddings"),
     ("train", {"compile": "yes"}, "train.compile"),
+    ("train", {"retain_freed_memory": 1}, "train.retain_freed_memory"),
 ])
 def test_speed_keys_are_validated_by_name(section, values, key):
     raw = small_config_dict()

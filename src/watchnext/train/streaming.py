@@ -47,6 +47,7 @@ from watchnext.train import recovery
 from watchnext.train.distributed import Distributed
 from watchnext.train.losses import per_task_losses, weighted_total
 from watchnext.train.optim import CombinedOptimizer, make_optimizer
+from watchnext.train.speed import retain_freed_memory
 
 Log = Callable[[str], None]
 METRICS = "metrics.json"
@@ -144,6 +145,8 @@ class _StreamRun:
         cfg, opts, group = self.config, self.options, self.group
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
+        if cfg.train.retain_freed_memory:
+            retain_freed_memory()
         days, bad_files = discover_days(self.data, cfg, opts.skip_bad_rows)
         saved, refused = self._find_checkpoint()
         state = saved["state"] if saved else {}

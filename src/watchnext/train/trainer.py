@@ -24,7 +24,7 @@ from watchnext.model.ranker import MultitaskRanker
 from watchnext.train import checkpoint as ckpt
 from watchnext.train.losses import per_task_losses, weighted_total
 from watchnext.train.rowwise import adam_with_rowwise_tables, sparse_tables
-from watchnext.train.speed import autocast
+from watchnext.train.speed import autocast, retain_freed_memory
 
 Log = Callable[[str], None]
 
@@ -55,6 +55,8 @@ class Trainer:
         self.chunk = 0
         if t.threads:
             torch.set_num_threads(t.threads)
+        if t.retain_freed_memory:
+            retain_freed_memory()
 
     def fit(self, train: Batch, valid: Batch | None = None, chunk: int = 0) -> History:
         """Train for up to ``max_epochs``; with ``valid``, stop early and keep the best epoch."""
