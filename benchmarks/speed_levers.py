@@ -90,7 +90,13 @@ def watchnext_step(lever: dict[str, Any], encoder, threads: int) -> Callable[[in
     trainer = Trainer(config, encoder, model)
     if lever.get("torch_sparse_adam"):
         trainer.optimizer = make_optimizer(model, config, sparse=True)
-    return lambda i: trainer.train_step(BATCHES[i])
+    step = lambda i: trainer.train_step(BATCHES[i])  # noqa: E731 - carries its trainer below
+    step.trainer = trainer
+    return step
+
+
+def trainer_of(step: Callable[[int], None]) -> Any:
+    return step.trainer
 
 
 def deepctr_step(data: dict[str, Any]) -> Callable[[int], None]:
@@ -135,6 +141,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="levers whose name contains one of these")
     parser.add_argument("--env-ab", action="store_true", help="compare the process-wide settings")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of --env-ab")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="time the RowWiseAdam step's phases and its GEMMs alone")
     parser.add_argument("--train", default="{}", help="JSON overrides of [train] for every lever")
     parser.add_argument("--profile", action="store_true",
                         help="also profile the measured steps of the first lever (torch.profiler)")
@@ -142,6 +150,8 @@ def main() -> None:
     if args.env_ab:
         env_ab(args)
         return
+    if args.breakdown:
+        args.only = ["RowWiseAdam"]
 
     TRAIN_OVERRIDES.update(json.loads(args.train))
     importlib.import_module("watchnext")  # before torch, so its OpenMP default applies
@@ -186,6 +196,8 @@ def main() -> None:
         med = statistics.median(t)
         print(f"| {name} | {med * 1000:,.0f} | {tt.BATCH / med:,.0f} | {base / med:.2f}x | "
               f"{first[name]:.1f} |")
+    if args.breakdown:
+        breakdown(trainer_of(steps[next(iter(steps))]), args)
     if args.profile:  # after the timing, alone: the first lever again over the same batches
         name, step = next(iter(steps.items()))
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
@@ -196,6 +208,67 @@ def main() -> None:
         print(prof.key_averages(group_by_input_shape=True).table(
             sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=28,
             max_shapes_column_width=60))
+
+
+def breakdown(trainer: Any, args: argparse.Namespace) -> None:
+    """Median ms per phase of a training step, beside the same step's GEMMs run alone.
+
+    The GEMMs alone (same shapes, outputs preallocated, same threads) are what the step would
+    cost if everything else were free; the big square matmul is the roofline the MFU uses.
+    """
+    import torch
+
+    from watchnext.train.losses import per_task_losses, weighted_total
+
+    phases: dict[str, list[float]] = {"forward + losses": [], "backward": [], "optimizer step": []}
+    for i in range(len(BATCHES)):
+        t0 = time.perf_counter()
+        out = trainer.model(BATCHES[i])
+        total = weighted_total(per_task_losses(out.logits, BATCHES[i].labels, trainer.model.is_binary),
+                               trainer.loss_weights)
+        t1 = time.perf_counter()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        t2 = time.perf_counter()
+        trainer.optimizer.step()
+        t3 = time.perf_counter()
+        if i >= args.warmup:
+            for name, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                phases[name].append(seconds)
+    medians = {name: statistics.median(t) * 1000 for name, t in phases.items()}
+    gemm_ms, gemm_flops = step_gemms_alone(torch)
+    roof = tt.matmul_gflops("float32")
+    step_ms = sum(medians.values())
+    print(f"\n| phase of one step (median of {args.steps}) | ms | share of step |")
+    print("|---|---|---|")
+    for name, ms in medians.items():
+        print(f"| {name} | {ms:,.0f} | {ms / step_ms:.0%} |")
+    print(f"| whole step | {step_ms:,.0f} | 100% |")
+    print(f"| the step's GEMMs alone (same shapes) | {gemm_ms:,.0f} | {gemm_ms / step_ms:.0%} |")
+    print(f"\nGEMMs alone: {gemm_flops / gemm_ms / 1e6:.1f} GFLOP/s; whole step: "
+          f"{gemm_flops / step_ms / 1e6:.1f} GFLOP/s; square-matmul roofline {roof:.1f} GFLOP/s")
+
+
+def step_gemms_alone(torch: Any) -> tuple[float, float]:
+    """Every matmul of one peer-architecture step (forward, input and weight gradients)."""
+    n, g, d, t, e = tt.BATCH, tt.EXPERTS, tt.CATEGORICAL * tt.DIM + tt.DENSE, tt.TASKS, tt.EXPERTS
+    k1, k2, h = *tt.EXPERT_UNITS, tt.TOWER_UNITS[0]
+    shapes = [  # (batch, m, k, n) of C[m, n] = A[m, k] @ B[k, n]
+        (g, n, d, k1), (g, n, k1, k2), (1, n, d, t * e), (n, t, e, k2), (t, n, k2, h),
+        (t, n, h, 1)]
+    gemms = []
+    for b, m, k, c in shapes:  # forward, input gradient, weight gradient
+        gemms += [(b, m, k, c), (b, m, c, k), (b, k, m, c)]
+    operands = [(torch.randn(b, m, k), torch.randn(b, k, c), torch.empty(b, m, c))
+                for b, m, k, c in gemms]
+    times = []
+    for _ in range(7):
+        start = time.perf_counter()
+        for a, b, out in operands:
+            torch.bmm(a, b, out=out)
+        times.append(time.perf_counter() - start)
+    flops = sum(2 * b * m * k * c for b, m, k, c in gemms)
+    return statistics.median(times) * 1000, flops
 
 
 def env_ab(args: argparse.Namespace) -> None:

@@ -103,7 +103,7 @@ class Ranker:
     def predict(self, data: TableLike | Batch, serving: bool = True) -> np.ndarray:
         """Per-task predictions ``[N, T]`` (serving mode: position treated as missing)."""
         batch = data if isinstance(data, Batch) else self.encode(data)
-        return predict_batch(self.model, batch, serving=serving)[0]
+        return predict_batch(self.model, batch, serving=serving, gates=False)[0]
 
     def score(self, data: TableLike | Batch, exponents: Sequence[float] | None = None
               ) -> np.ndarray:

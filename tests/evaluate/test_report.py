@@ -37,3 +37,4 @@ def test_predictions_do_not_depend_on_the_chunk_size(config, impressions):
     assert whole.shape == (len(batch), len(config.tasks))
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(chunked_gates, whole_gates, rtol=1e-5, atol=1e-6)
+    assert predict_batch(ranker.model, batch, gates=False)[1] is None

@@ -68,6 +68,7 @@ class FeatureEncoder:
         for f in self.numeric:
             values = _transform(self._numeric_source(table, f), f.transform, (0.0, 1.0))
             self.numeric_stats[f.name] = (float(values.mean()), float(values.std() + 1e-6))
+        _release_arrow_memory()
         return self
 
     def transform(self, table: pa.Table) -> Batch:
@@ -76,7 +77,7 @@ class FeatureEncoder:
             raise RuntimeError("FeatureEncoder.transform called before fit")
         self.validate(table)
         n = table.num_rows
-        return Batch(
+        batch = Batch(
             categorical=_stack_long([self.vocabularies[f.name].lookup(table[f.source])
                                      for f in self.categorical], n),
             dense=self._dense(table),
@@ -87,6 +88,8 @@ class FeatureEncoder:
             users=_group_index(table, self.config.data.user_column),
             requests=_group_index(table, self.config.data.request_column),
         )
+        _release_arrow_memory()
+        return batch
 
     def validate(self, table: pa.Table) -> None:
         """Check the columns the config needs: presence, types, nulls and label ranges."""
@@ -259,3 +262,13 @@ def _group_index(table: pa.Table, column: str) -> np.ndarray:
         return np.full(table.num_rows, -1, dtype=np.int64)
     encoded = pc.dictionary_encode(table[column].combine_chunks())
     return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _release_arrow_memory() -> None:
+    """Hand Arrow's freed scratch memory back to the OS once encoding is done.
+
+    Arrow's allocator (mimalloc) keeps what the string casts and lookups freed; without this a
+    1,000,000-row encode leaves 175 MB of it resident through training (benchmarks/
+    train_throughput.py).
+    """
+    pa.default_memory_pool().release_unused()

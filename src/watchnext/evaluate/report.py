@@ -18,8 +18,8 @@ POLARISED = 0.9  # a gate that puts this much mean weight on one expert has coll
 
 @torch.inference_mode()
 def predict_batch(model: MultitaskRanker, batch: Batch, serving: bool = True,
-                  chunk_size: int = 16384) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per-task predictions ``[N, T]`` and, for MMoE, the gate weights ``[N, T, E]``.
+                  chunk_size: int = 16384, gates: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-task predictions ``[N, T]`` and, for MMoE with ``gates``, the gate weights ``[N, T, E]``.
 
     The outputs are allocated once, before the loop: results kept chunk by chunk would sit
     between the freed activations of later chunks and fragment the heap (measured: +350 MB of
@@ -28,14 +28,14 @@ def predict_batch(model: MultitaskRanker, batch: Batch, serving: bool = True,
     model.eval()
     n, tasks = len(batch), len(model.is_binary)
     preds = torch.empty(n, tasks)
-    gates = torch.empty(n, tasks, model.mmoe.num_experts) if model.mmoe is not None else None
+    weights = torch.empty(n, tasks, model.mmoe.num_experts) if gates and model.mmoe else None
     for start in range(0, n, chunk_size):
         out = model(batch.slice(start, start + chunk_size), serving=serving)
         stop = start + len(out.logits)
         preds[start:stop] = model.predict(out.logits)
-        if gates is not None:
-            gates[start:stop] = out.gates
-    return preds.numpy(), None if gates is None else gates.numpy()
+        if weights is not None:
+            weights[start:stop] = out.gates
+    return preds.numpy(), None if weights is None else weights.numpy()
 
 
 def task_metrics(config: RunConfig, preds: np.ndarray, batch: Batch) -> dict[str, dict[str, float]]:
