@@ -3,9 +3,10 @@
 import os
 
 # OpenMP threads that wait sleep instead of spinning. On a shared or oversubscribed CPU a spinning
-# thread burns the core its partner needs (measured: training steps 6x slower with 2 threads on a
-# loaded 2-core machine; docs/performance.md, "Training speed"). libgomp reads this when torch
-# loads it, hence here, before watchnext imports torch; set OMP_WAIT_POLICY yourself to override.
+# thread burns the core its partner needs (measured with two busy processes beside a 2-thread
+# training run: 2.8x faster steps with PASSIVE; on a quiet machine 0.98x, i.e. no cost worth
+# noting; docs/performance.md, "Training speed"). libgomp reads this when torch loads it, hence
+# here, before watchnext imports torch; set OMP_WAIT_POLICY yourself to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from watchnext.api import Ranker
