@@ -188,14 +188,9 @@ def main() -> None:
                 first[name] = elapsed
             if i >= args.warmup:
                 times[name].append(elapsed)
-    base = statistics.median(next(iter(times.values())))
-    print(f"| lever ({args.threads} threads, batch {tt.BATCH}, median of {args.steps} interleaved "
-          f"steps) | ms / step | examples/s | vs first row | first step s |")
-    print("|---|---|---|---|---|")
-    for name, t in times.items():
-        med = statistics.median(t)
-        print(f"| {name} | {med * 1000:,.0f} | {tt.BATCH / med:,.0f} | {base / med:.2f}x | "
-              f"{first[name]:.1f} |")
+    print_ratios(f"lever ({args.threads} threads, batch {tt.BATCH}, median of {args.steps} "
+                 f"interleaved steps)", {n: statistics.median(t) * 1000 for n, t in times.items()},
+                 {n: f"{s:.1f}" for n, s in first.items()})
     if args.breakdown:
         breakdown(trainer_of(steps[next(iter(steps))]), args)
     if args.profile:  # after the timing, alone: the first lever again over the same batches
@@ -283,13 +278,18 @@ def env_ab(args: argparse.Namespace) -> None:
             row = next(x for x in proc.stdout.splitlines() if x.startswith("| sparse rows"))
             medians[name].append(float(row.split("|")[2].replace(",", "")))
             print(f"{name}: {medians[name][-1]:.0f} ms", file=sys.stderr)
-    base = statistics.median(next(iter(medians.values())))
-    print(f"| process setting ({args.threads} threads, median over {args.rounds} alternating "
-          f"processes) | ms / step | examples/s | vs first row |")
-    print("|---|---|---|---|")
-    for name, ms in medians.items():
-        med = statistics.median(ms)
-        print(f"| {name} | {med:,.0f} | {tt.BATCH / med * 1000:,.0f} | {base / med:.2f}x |")
+    print_ratios(f"process setting ({args.threads} threads, median over {args.rounds} alternating "
+                 f"processes)", {n: statistics.median(ms) for n, ms in medians.items()})
+
+
+def print_ratios(title: str, ms: dict[str, float], first_step: dict[str, str] | None = None) -> None:
+    """A markdown table of ms per step, examples/s and the speed-up over the first row."""
+    base = next(iter(ms.values()))
+    print(f"| {title} | ms / step | examples/s | vs first row |" + (" first step s |" if first_step else ""))
+    print("|---|---|---|---|" + ("---|" if first_step else ""))
+    for name, m in ms.items():
+        tail = f" {first_step[name]} |" if first_step else ""
+        print(f"| {name} | {m:,.0f} | {tt.BATCH / m * 1000:,.0f} | {base / m:.2f}x |{tail}")
 
 
 if __name__ == "__main__":

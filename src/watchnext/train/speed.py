@@ -31,9 +31,9 @@ def retain_freed_memory() -> bool:
 
     Why: every training step frees and re-allocates the same activation-sized tensors (32 MiB for
     8 experts x 4096 rows x 256 units). By default glibc serves such sizes with fresh ``mmap``
-    pages, which the kernel faults in and zeroes 4 KiB at a time, on every step (measured: 18 ms
-    to allocate and fill 32 MiB, 2 ms to refill a kept one). Served from the heap and never
-    trimmed, the same buffers are reused without a fault. The cost is that the process keeps its
+    pages, which the kernel faults in and zeroes 4 KiB at a time, on every step. Served from the
+    heap and never trimmed, the same buffers are reused without a fault (tests/train/test_speed.py
+    counts the faults; docs/performance.md has the step times). The cost is that the process keeps its
     high-water mark of heap memory until it exits. Returns False where libc has no ``mallopt``
     (not glibc) or refuses the setting; nothing changes then.
     """
