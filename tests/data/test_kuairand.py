@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from watchnext.config import load_config
@@ -93,3 +94,16 @@ def test_history_features_ignore_labels_of_the_same_and_later_days(raw: pa.Table
                if not np.array_equal(before[n].to_numpy()[days > valid_day],
                                      after[n].to_numpy()[days > valid_day])]
     assert changed
+
+
+def test_rows_come_in_time_order_with_ties_in_file_order():
+    """The threaded join used to emit tied rows in a scheduling-dependent order: runs differed
+    (2 of 5 reads in a row, measured), so each of several reads must match the reference."""
+    raw = pq.read_table(kuairand.bundled_path("kuairand_sample") / "interactions.parquet")
+    date, time_ms = raw["date"].to_numpy(), raw["time_ms"].to_numpy()
+    order = np.lexsort((np.arange(raw.num_rows), time_ms, date))
+    for _ in range(4):
+        rows = kuairand.read_rows()
+        assert "__row" not in rows.column_names
+        for column in ("user_id", "video_id", "time_ms"):
+            np.testing.assert_array_equal(rows[column].to_numpy(), raw[column].to_numpy()[order])

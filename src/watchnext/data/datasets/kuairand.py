@@ -27,6 +27,7 @@ HISTORY_LABELS = ("is_click", "long_view", "label", "is_comment", "is_follow", "
 COUNTED_LABELS = ("is_click", "long_view", "label")  # also get past positive / negative counts
 RECENT_DAYS = 3  # the short window of the user's recent-history features
 SMOOTHING = 20.0  # pseudo-rows of the global prior in each rate (5 and 50 scored the same)
+ROW = "__row"  # the file's row number, a temporary tie-breaker
 MAX_WATCH_RATIO = 5.0  # play / duration is capped: replays of a 3 s clip are not 100x interest
 
 
@@ -39,9 +40,13 @@ def read_rows() -> pa.Table:
     """The bundled logs joined with the user table, in time order (no derived columns yet)."""
     folder = bundled_path("kuairand_sample")
     rows = pq.read_table(folder / "interactions.parquet")
+    rows = rows.append_column(ROW, pa.array(np.arange(rows.num_rows)))
     users = pq.read_table(folder / "user_features.parquet")
-    return rows.join(users, "user_id", join_type="left outer").sort_by(
-        [("date", "ascending"), ("time_ms", "ascending")])
+    # A threaded join emits rows in a scheduling-dependent order and 4,761 rows share their
+    # (date, time_ms) with another: the file's own order breaks those ties, so runs repeat.
+    joined = rows.join(users, "user_id", join_type="left outer", use_threads=False)
+    return joined.sort_by([("date", "ascending"), ("time_ms", "ascending"), (ROW, "ascending")]
+                          ).drop_columns([ROW])
 
 
 def build_features(rows: pa.Table) -> pa.Table:
