@@ -72,7 +72,7 @@ def loop_forward(self, x):
     return torch.stack(outs)
 
 
-def watchnext_step(lever: dict[str, Any], encoder, threads: int) -> Callable[[int], None]:
+def watchnext_trainer(lever: dict[str, Any], encoder, threads: int) -> Any:
     import torch
 
     from watchnext.model.layers import GroupedMLP
@@ -89,14 +89,8 @@ def watchnext_step(lever: dict[str, Any], encoder, threads: int) -> Callable[[in
                 module.forward = types.MethodType(loop_forward, module)
     trainer = Trainer(config, encoder, model)
     if lever.get("torch_sparse_adam"):
-        trainer.optimizer = make_optimizer(model, config, sparse=True)
-    step = lambda i: trainer.train_step(BATCHES[i])  # noqa: E731 - carries its trainer below
-    step.trainer = trainer
-    return step
-
-
-def trainer_of(step: Callable[[int], None]) -> Any:
-    return step.trainer
+        trainer.optimizer = make_optimizer(model, config)
+    return trainer
 
 
 def deepctr_step(data: dict[str, Any]) -> Callable[[int], None]:
@@ -175,8 +169,10 @@ def main() -> None:
     order = torch.randperm(len(batch), generator=torch.Generator().manual_seed(tt.SEED))
     ORDERS.extend(order[i * tt.BATCH:(i + 1) * tt.BATCH] for i in range(batches))
     BATCHES.extend(batch.select(rows) for rows in ORDERS)
+    trainers = {name: watchnext_trainer(lever, encoder, args.threads)
+                for name, lever in levers.items() if not lever.get("deepctr")}
     steps = {name: deepctr_step(data) if lever.get("deepctr") else
-             watchnext_step(lever, encoder, args.threads) for name, lever in levers.items()}
+             (lambda i, t=trainers[name]: t.train_step(BATCHES[i])) for name, lever in levers.items()}
     times: dict[str, list[float]] = {name: [] for name in steps}
     first: dict[str, float] = {}
     for i in range(batches):
@@ -192,7 +188,7 @@ def main() -> None:
                  f"interleaved steps)", {n: statistics.median(t) * 1000 for n, t in times.items()},
                  {n: f"{s:.1f}" for n, s in first.items()})
     if args.breakdown:
-        breakdown(trainer_of(steps[next(iter(steps))]), args)
+        breakdown(next(iter(trainers.values())), args)
     if args.profile:  # after the timing, alone: the first lever again over the same batches
         name, step = next(iter(steps.items()))
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],

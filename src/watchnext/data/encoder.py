@@ -77,7 +77,7 @@ class FeatureEncoder:
             raise RuntimeError("FeatureEncoder.transform called before fit")
         self.validate(table)
         n = table.num_rows
-        batch = Batch(
+        return Batch(
             categorical=_stack_long([self.vocabularies[f.name].lookup(table[f.source])
                                      for f in self.categorical], n),
             dense=self._dense(table),
@@ -88,8 +88,6 @@ class FeatureEncoder:
             users=_group_index(table, self.config.data.user_column),
             requests=_group_index(table, self.config.data.request_column),
         )
-        _release_arrow_memory()
-        return batch
 
     def validate(self, table: pa.Table) -> None:
         """Check the columns the config needs: presence, types, nulls and label ranges."""
@@ -265,10 +263,9 @@ def _group_index(table: pa.Table, column: str) -> np.ndarray:
 
 
 def _release_arrow_memory() -> None:
-    """Hand Arrow's freed scratch memory back to the OS once encoding is done.
+    """Hand Arrow's freed scratch memory back to the OS once fitting is done.
 
-    Arrow's allocator (mimalloc) keeps what the string casts and lookups freed; without this a
-    1,000,000-row encode leaves 175 MB of it resident through training (benchmarks/
-    train_throughput.py).
+    Arrow's allocator (mimalloc) keeps what the string casts and counts freed, resident through
+    training. Not done per ``transform``: serving and streaming call that per request or window.
     """
     pa.default_memory_pool().release_unused()

@@ -22,8 +22,8 @@ def predict_batch(model: MultitaskRanker, batch: Batch, serving: bool = True,
     """Per-task predictions ``[N, T]`` and, for MMoE with ``gates``, the gate weights ``[N, T, E]``.
 
     The outputs are allocated once, before the loop: results kept chunk by chunk would sit
-    between the freed activations of later chunks and fragment the heap (measured: +350 MB of
-    RSS over 25 chunks with ``train.retain_freed_memory``).
+    between the freed activations of later chunks and fragment the heap, which grows RSS with
+    every chunk when ``train.retain_freed_memory`` keeps freed memory.
     """
     model.eval()
     n, tasks = len(batch), len(model.is_binary)

@@ -55,17 +55,25 @@ def _num_params(opt: torch.optim.Optimizer) -> int:
     return sum(len(g["params"]) for g in opt.param_groups)
 
 
-def make_optimizer(model: nn.Module, config: RunConfig, sparse: bool) -> CombinedOptimizer:
-    """Adam over all parameters; with ``sparse``, SparseAdam over the sparse embedding tables."""
+def sparse_tables(model: nn.Module) -> list[nn.Parameter]:
+    """The weights of the model's embedding tables that produce sparse (row-wise) gradients."""
+    return [m.weight for m in model.modules()
+            if isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.sparse]
+
+
+def make_optimizer(model: nn.Module, config: RunConfig,
+                   table_optimizer: type[torch.optim.Optimizer] = torch.optim.SparseAdam
+                   ) -> CombinedOptimizer:
+    """Adam over the dense parameters, ``table_optimizer`` over the sparse embedding tables."""
     t = config.train
-    tables = [m.weight for m in model.modules()
-              if isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.sparse] if sparse else []
+    tables = sparse_tables(model)
     if tables and t.weight_decay:
-        raise ConfigError("train.weight_decay: not supported with sparse embeddings (SparseAdam)")
-    sparse_ids = {id(p) for p in tables}
-    dense = [p for p in model.parameters() if id(p) not in sparse_ids]
+        raise ConfigError("train.weight_decay: not supported with sparse embeddings (row-wise "
+                          "updates would have to touch every row)")
+    table_ids = {id(p) for p in tables}
+    dense = [p for p in model.parameters() if id(p) not in table_ids]
     optimizers: list[torch.optim.Optimizer] = [
         torch.optim.Adam(dense, lr=t.learning_rate, weight_decay=t.weight_decay)]
     if tables:
-        optimizers.append(torch.optim.SparseAdam(tables, lr=t.learning_rate))
+        optimizers.append(table_optimizer(tables, lr=t.learning_rate))
     return CombinedOptimizer(optimizers)

@@ -18,8 +18,6 @@ from collections.abc import Iterable
 
 import torch
 
-from watchnext.train.optim import CombinedOptimizer
-
 
 class RowWiseAdam(torch.optim.Optimizer):
     """Lazy Adam over parameters whose gradients are sparse row sets (``nn.Embedding(sparse=True)``)."""
@@ -56,23 +54,3 @@ class RowWiseAdam(torch.optim.Optimizer):
                 denom = v.sqrt_().div_((1 - beta2 ** t) ** 0.5).add_(group["eps"])
                 param.index_add_(0, rows, m.div_(denom), alpha=-group["lr"] / (1 - beta1 ** t))
         return loss
-
-
-def sparse_tables(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """The weights of the model's embedding tables that produce sparse (row-wise) gradients."""
-    return [m.weight for m in model.modules()
-            if isinstance(m, torch.nn.Embedding | torch.nn.EmbeddingBag) and m.sparse]
-
-
-def adam_with_rowwise_tables(model: torch.nn.Module, lr: float, weight_decay: float = 0.0
-                             ) -> CombinedOptimizer:
-    """Adam for the dense parameters, RowWiseAdam for the sparse tables, stepping as one."""
-    tables = sparse_tables(model)
-    if tables and weight_decay:
-        raise ValueError("weight decay would touch every row; RowWiseAdam has none")
-    table_ids = {id(p) for p in tables}
-    dense = [p for p in model.parameters() if id(p) not in table_ids]
-    optimizers: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=lr, weight_decay=weight_decay)]
-    if tables:
-        optimizers.append(RowWiseAdam(tables, lr=lr))
-    return CombinedOptimizer(optimizers)

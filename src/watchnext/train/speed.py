@@ -15,6 +15,8 @@ import ctypes.util
 
 import torch
 
+from watchnext.config import TrainSpec
+
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
 _LARGEST_TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int
 
@@ -24,6 +26,14 @@ def autocast(precision: str) -> contextlib.AbstractContextManager:
     if precision == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def apply_process_settings(train: TrainSpec) -> None:
+    """The run config's process-wide settings: intra-op threads and the allocator."""
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    if train.retain_freed_memory:
+        retain_freed_memory()
 
 
 def retain_freed_memory() -> bool:

@@ -47,7 +47,7 @@ from watchnext.train import recovery
 from watchnext.train.distributed import Distributed
 from watchnext.train.losses import per_task_losses, weighted_total
 from watchnext.train.optim import CombinedOptimizer, make_optimizer
-from watchnext.train.speed import retain_freed_memory
+from watchnext.train.speed import apply_process_settings
 
 Log = Callable[[str], None]
 METRICS = "metrics.json"
@@ -143,10 +143,7 @@ class _StreamRun:
 
     def run(self) -> StreamResult:
         cfg, opts, group = self.config, self.options, self.group
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        if cfg.train.retain_freed_memory:
-            retain_freed_memory()
+        apply_process_settings(cfg.train)
         days, bad_files = discover_days(self.data, cfg, opts.skip_bad_rows)
         saved, refused = self._find_checkpoint()
         state = saved["state"] if saved else {}
@@ -181,7 +178,7 @@ class _StreamRun:
         if saved:
             model.load_state_dict(saved["weights"])
         model.to(group.device)
-        optimizer = make_optimizer(model, cfg, self.stream["sparse"])
+        optimizer = make_optimizer(model, cfg)  # SparseAdam on the tables when stream["sparse"]
         if saved and "optimizer" in saved:
             ckpt.load_optimizer_tensors(optimizer, saved["optimizer"])
         self.model, self.encoder, self.optimizer, self.layout = model, encoder, optimizer, layout

@@ -23,8 +23,9 @@ from watchnext.model.adversarial import position_loss
 from watchnext.model.ranker import MultitaskRanker
 from watchnext.train import checkpoint as ckpt
 from watchnext.train.losses import per_task_losses, weighted_total
-from watchnext.train.rowwise import adam_with_rowwise_tables, sparse_tables
-from watchnext.train.speed import autocast, retain_freed_memory
+from watchnext.train.optim import make_optimizer, sparse_tables
+from watchnext.train.rowwise import RowWiseAdam
+from watchnext.train.speed import apply_process_settings, autocast
 
 Log = Callable[[str], None]
 
@@ -45,7 +46,7 @@ class Trainer:
         self.log = log or (lambda _msg: None)
         t = config.train
         if sparse_tables(model):  # row-wise: a step touches only the id rows in the batch
-            self.optimizer = adam_with_rowwise_tables(model, t.learning_rate, t.weight_decay)
+            self.optimizer = make_optimizer(model, config, RowWiseAdam)
         else:
             self.optimizer = torch.optim.Adam(model.parameters(), lr=t.learning_rate,
                                               weight_decay=t.weight_decay)
@@ -53,10 +54,7 @@ class Trainer:
         self._forward = torch.compile(model) if t.compile else model  # training forward only
         self.step = 0
         self.chunk = 0
-        if t.threads:
-            torch.set_num_threads(t.threads)
-        if t.retain_freed_memory:
-            retain_freed_memory()
+        apply_process_settings(t)
 
     def fit(self, train: Batch, valid: Batch | None = None, chunk: int = 0) -> History:
         """Train for up to ``max_epochs``; with ``valid``, stop early and keep the best epoch."""
