@@ -10,10 +10,10 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from watchnext.api import Ranker
+from watchnext.artifacts.checkpoint import CheckpointError
 from watchnext.config import ConfigError, RunConfig, config_from_dict, load_config
 from watchnext.data.errors import DataError
 from watchnext.model.score import combined_score
-from watchnext.train.checkpoint import CheckpointError
 
 __all__ = ["CheckpointError", "ConfigError", "DataError", "Ranker", "RunConfig", "combined_score",
            "config_from_dict", "load_config"]

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from watchnext.artifacts import checkpoint as ckpt
 from watchnext.config import ConfigError, RunConfig
 from watchnext.data.batch import Batch
 from watchnext.data.encoder import FeatureEncoder
@@ -23,7 +24,6 @@ from watchnext.evaluate.report import evaluate, predict_batch
 from watchnext.model.cost import multiplications
 from watchnext.model.ranker import MultitaskRanker
 from watchnext.model.score import combined_score
-from watchnext.train import checkpoint as ckpt
 from watchnext.train.trainer import History, Trainer
 
 TableLike = pa.Table | str | Path | Sequence[str]

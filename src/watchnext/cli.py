@@ -8,13 +8,13 @@ import typer
 from rich.console import Console
 
 from watchnext import workflows
+from watchnext.artifacts.checkpoint import CheckpointError
 from watchnext.config import ConfigError
 from watchnext.data.errors import DataError
 from watchnext.evaluate import tables
 from watchnext.serve import commands as serve_commands
 from watchnext.sim import commands as sim_commands
 from watchnext.train import commands as train_commands
-from watchnext.train.checkpoint import CheckpointError
 
 app = typer.Typer(help="Multitask watch-next ranking: train, evaluate, inspect, serve, simulate.",
                   no_args_is_help=True, pretty_exceptions_enable=False)

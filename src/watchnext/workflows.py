@@ -15,12 +15,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from watchnext.api import Ranker
+from watchnext.artifacts.checkpoint import write_json
 from watchnext.config import RunConfig, load_config
 from watchnext.data.datasets import load_dataset, open_bandit
 from watchnext.data.io import read_tables
 from watchnext.evaluate import tables
 from watchnext.model.cost import match_cost
-from watchnext.train.checkpoint import write_json
 
 Log = Callable[[str], None]
 

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from tests.streamdata import config_dict, stream_config, write_config, write_days
+from watchnext.artifacts import checkpoint as ckpt
 from watchnext.config import ConfigError, config_from_dict
 from watchnext.data.errors import DataError
-from watchnext.train import checkpoint as ckpt
 from watchnext.train import recovery
 from watchnext.train.streaming import StreamOptions, train_stream
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tests.streamdata import stream_config, write_config, write_days
-from watchnext.train import checkpoint as ckpt
+from watchnext.artifacts import checkpoint as ckpt
 from watchnext.train.streaming import StreamOptions, train_stream
 
 REPO = Path(__file__).resolve().parents[2]

@@ -95,7 +95,7 @@ def test_rowwise_adam_refuses_dense_gradients():
 
 
 def test_rowwise_state_survives_a_checkpoint_round_trip(config, impressions):
-    from watchnext.train import checkpoint as ckpt
+    from watchnext.artifacts import checkpoint as ckpt
 
     ranker = Ranker(config.replace(train={"sparse_embeddings": True, "max_epochs": 1}))
     ranker.fit(impressions)

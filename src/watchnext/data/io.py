@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from watchnext.artifacts.atomic import atomic_path
 from watchnext.data.errors import DataError
 
 SOURCE_COLUMN = "__source_file__"
@@ -69,7 +70,5 @@ def where(table: pa.Table, index: int) -> tuple[str, int | None]:
 
 def write_parquet_atomic(table: pa.Table, path: str | Path) -> None:
     """Write Parquet through a temporary file and a rename, so readers never see half a file."""
-    from watchnext.train.atomic import atomic_path
-
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from watchnext.api import Ranker
+from watchnext.artifacts.checkpoint import CheckpointError
 from watchnext.config import RunConfig
 from watchnext.retrieve.log import LogColumns
 from watchnext.retrieve.pool import default_pool
@@ -40,7 +41,6 @@ from watchnext.serve.backends import (
     max_score_difference,
 )
 from watchnext.serve.features import FeatureStore
-from watchnext.train.checkpoint import CheckpointError
 
 MANIFEST = "service.json"
 FORMAT = 1

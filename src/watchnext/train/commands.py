@@ -14,9 +14,9 @@ from typing import Annotated
 
 import typer
 
+from watchnext.artifacts.checkpoint import CheckpointError
 from watchnext.config import ConfigError, load_config
 from watchnext.data.errors import DataError
-from watchnext.train.checkpoint import CheckpointError
 from watchnext.train.streaming import StreamOptions, train_stream
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from watchnext.artifacts import checkpoint as ckpt
 from watchnext.config import ConfigError, RunConfig
 from watchnext.data.batch import Batch
 from watchnext.data.encoder import FeatureEncoder
@@ -42,7 +43,6 @@ from watchnext.data.scan import build_encoder, gathered, scan
 from watchnext.data.streaming import ShardCursor, StepPart, StreamLayout, prefetch, shard_steps
 from watchnext.model.cost import multiplications
 from watchnext.model.ranker import MultitaskRanker
-from watchnext.train import checkpoint as ckpt
 from watchnext.train import recovery
 from watchnext.train.distributed import Distributed
 from watchnext.train.losses import per_task_losses, weighted_total

@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from watchnext.artifacts import checkpoint as ckpt
 from watchnext.config import RunConfig
 from watchnext.data.batch import Batch, iterate
 from watchnext.data.encoder import FeatureEncoder
 from watchnext.model.adversarial import position_loss
 from watchnext.model.ranker import MultitaskRanker
-from watchnext.train import checkpoint as ckpt
 from watchnext.train.losses import per_task_losses, weighted_total
 from watchnext.train.optim import make_optimizer, sparse_tables
 from watchnext.train.rowwise import RowWiseAdam

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from watchnext.api import Ranker
-from watchnext.train import checkpoint as ckpt
-from watchnext.train.checkpoint import CheckpointError
+from watchnext.artifacts import checkpoint as ckpt
+from watchnext.artifacts.checkpoint import CheckpointError
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from watchnext.artifacts.atomic import fsync_path, write_bytes_atomic, write_text_atomic
 from watchnext.config import RunConfig, config_from_dict
-from watchnext.train.atomic import fsync_path, write_bytes_atomic, write_text_atomic
 
 LATEST = "LATEST"
 
