@@ -1,28 +1,42 @@
 """The run config: the one source of truth for a run, validated on load, saved with every checkpoint.
 
-A config is a TOML file with the sections ``[data]``, ``[[features]]``, ``[[tasks]]``, ``[bias]``,
-``[model]`` and ``[train]``. Every error names the offending key (``tasks[2].group``), so a typo
-fails at load time, not an hour into training.
+A config is a TOML file with the sections ``[data]``, ``[[features]]``, ``[[history]]``,
+``[history_labels]``, ``[[tasks]]``, ``[bias]``, ``[model]`` and ``[train]``. Every error names the
+offending key (``tasks[2].group``), so a typo fails at load time, not an hour into training.
+
+A ``[[history]]`` block says once what used to take three places in sync (the computation, the
+column names and one ``[[features]]`` block per column): it both computes point-in-time history
+features (``watchnext.data.history``) and declares them. Loading expands each block into explicit
+``FeatureSpec`` entries appended after the ``[[features]]`` list, so everything downstream (and the
+saved ``config.json``) sees an explicit feature list; a feature listed explicitly under that name
+takes precedence, which is also what makes a saved config load back unchanged.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import itertools
 import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-FEATURE_KINDS = ("categorical", "numeric", "multi_categorical")
-NUMERIC_TRANSFORMS = ("none", "log1p", "standardize", "log1p_standardize")
-TASK_TYPES = ("binary", "regression")
-TASK_GROUPS = ("engagement", "satisfaction")
-MODEL_KINDS = ("mmoe", "shared_bottom")
-GATE_INPUTS = ("bottom", "input")
-POSITIVE_MAPS = ("exp", "softplus", "identity")
-BIAS_METHODS = ("shallow_tower", "adversarial")
-PRECISIONS = ("fp32", "bf16")
+# Every closed set of values is a Literal: the type checker sees it and loading checks it (the
+# allowed values are read from the type, so they are written down once).
+FeatureKind = Literal["categorical", "numeric", "multi_categorical"]
+Transform = Literal["none", "log1p", "standardize", "log1p_standardize"]
+TaskType = Literal["binary", "regression"]
+TaskGroup = Literal["engagement", "satisfaction"]
+PositiveMap = Literal["exp", "softplus", "identity"]
+BiasMethod = Literal["shallow_tower", "adversarial"]
+ModelKind = Literal["mmoe", "shared_bottom"]
+GateInput = Literal["bottom", "input"]
+Precision = Literal["fp32", "bf16"]
+
+ALL_DAYS = "all"  # a history window over every earlier day
+CROSS_SEPARATOR = "\x1f"  # joins a cross's parts; the ASCII unit separator is in no real id
 
 
 class ConfigError(ValueError):
@@ -31,23 +45,77 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """One model input. ``column`` defaults to ``name``; ``source`` may be an expression."""
+    """One model input, read from ``column`` (default: ``name``), an ``expression`` over columns,
+    or (categorical only) a ``cross`` of columns whose value is the tuple of theirs.
+
+    A categorical expression is an id computed from numbers (``minimum(hour, 20)``); a cross is
+    an id per combination (``cross = ["query_id", "item_id"]``), hashed with ``hash_buckets`` or
+    given a vocabulary like any other id.
+    """
 
     name: str
-    kind: Literal["categorical", "numeric", "multi_categorical"]
+    kind: FeatureKind
     column: str = ""
     expression: str = ""
+    cross: tuple[str, ...] = ()
     embedding_dim: int = 16
     min_count: int = 1
     max_vocab: int = 0
-    transform: str = "none"
+    transform: Transform = "none"
     separator: str = "|"
     max_length: int = 16
     hash_buckets: int = 0  # > 0: ids hashed into this many buckets, no vocabulary (open id spaces)
 
     @property
     def source(self) -> str:
+        """The column it reads, or the expression (crosses read several: ``input_columns``)."""
         return self.expression or self.column or self.name
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The raw columns this feature reads; expressions are parsed by ``watchnext.data``."""
+        return self.cross or (self.column or self.name,)
+
+
+@dataclass(frozen=True)
+class HistorySpec:
+    """Point-in-time history of one entity: per window, past rows, smoothed label rates and, for
+    ``counted`` labels, past positives and negatives; over all days also days since first / last
+    seen. Declares the features ``{entity}_{name}_{stat}`` (``user_id_hist_is_click``).
+
+    ``windows`` holds ``"all"`` (every earlier day) and/or a number of days; the name part is
+    ``hist`` for all days and ``last{N}d`` for a window, unless ``name`` is given (one window).
+    A label is a column or a name from ``[history_labels]`` (an expression).
+    """
+
+    entity: str
+    labels: tuple[str, ...]
+    windows: tuple[str, ...] = (ALL_DAYS,)
+    name: str = ""
+    counted: tuple[str, ...] = ()
+    smoothing: float = 20.0
+    transform: Transform = "standardize"
+
+    def window_days(self, window: str) -> int:
+        """0 for every earlier day, else the window's length in days."""
+        return 0 if window == ALL_DAYS else int(window)
+
+    def tag(self, window: str) -> str:
+        return self.name or ("hist" if window == ALL_DAYS else f"last{window}d")
+
+    def columns(self, window: str) -> list[str]:
+        """The feature columns of one window, in the order they are declared."""
+        base = f"{self.entity}_{self.tag(window)}"
+        names = [f"{base}_n", *(f"{base}_{label}" for label in self.labels)]
+        if window == ALL_DAYS:
+            names += [f"{base}_first", f"{base}_last"]
+        for label in self.counted:
+            names += [f"{base}_{label}_pos", f"{base}_{label}_neg"]
+        return names
+
+    def features(self) -> list[FeatureSpec]:
+        return [FeatureSpec(name=c, kind="numeric", column=c, transform=self.transform)
+                for w in self.windows for c in self.columns(w)]
 
 
 @dataclass(frozen=True)
@@ -55,17 +123,19 @@ class TaskSpec:
     """One objective: a binary (cross-entropy) or regression (squared error) head."""
 
     name: str
-    type: Literal["binary", "regression"]
+    type: TaskType
     label: str
-    group: Literal["engagement", "satisfaction"]
+    group: TaskGroup
     loss_weight: float = 1.0
     exponent: float = 1.0
-    positive_map: str = "exp"
+    positive_map: PositiveMap = "exp"
 
 
 @dataclass(frozen=True)
 class BiasSpec:
     """Selection-bias features for the shallow tower; empty ``position`` disables it.
+
+    ``device`` is used where the log has that column; without it every row is one device.
 
     ``method = "adversarial"`` replaces the shallow tower by a gradient-reversal head that
     predicts the position from the shared bottom layer (see model/adversarial.py).
@@ -77,7 +147,7 @@ class BiasSpec:
     position_dropout: float = 0.1
     embedding_dim: int = 8
     hidden_units: tuple[int, ...] = (16,)
-    method: str = "shallow_tower"
+    method: BiasMethod = "shallow_tower"
     adversarial_weight: float = 1.0
 
 
@@ -85,11 +155,11 @@ class BiasSpec:
 class ModelSpec:
     """Architecture: SharedBottom baseline or MMoE on a shared bottom layer."""
 
-    kind: Literal["mmoe", "shared_bottom"] = "mmoe"
+    kind: ModelKind = "mmoe"
     bottom_units: tuple[int, ...] = (128,)
     num_experts: int = 8
     expert_units: tuple[int, ...] = (64,)
-    gate_input: Literal["bottom", "input"] = "bottom"
+    gate_input: GateInput = "bottom"
     gate_dropout: float = 0.1
     tower_units: tuple[int, ...] = (32,)
     dropout: float = 0.0
@@ -110,22 +180,39 @@ class TrainSpec:
     # speed (docs/performance.md): row-wise Adam for id tables, bf16 autocast, torch.compile,
     # glibc keeps freed memory for reuse (watchnext.train.speed.retain_freed_memory)
     sparse_embeddings: bool = False
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     compile: bool = False
     retain_freed_memory: bool = True
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where the logs are and which columns identify users, requests and time chunks."""
+    """Where the logs are (one source), how they split, and which columns identify users,
+    requests and days. See README "The run config" for every key.
 
+    Exactly one source: ``dataset`` (a bundled protocol), ``path`` (logs split by day with
+    ``train_days`` / ``valid_days`` / ``test_days``) or ``train`` (with optional ``valid`` and
+    ``test``: files per split). ``valid_fraction`` holds out that share of the training requests.
+    ``user_column`` is used where the log has it (per-user metrics, the service's user key).
+    """
+
+    dataset: str = ""
+    path: tuple[str, ...] = ()
     train: tuple[str, ...] = ()
     valid: tuple[str, ...] = ()
     test: tuple[str, ...] = ()
+    train_days: tuple[str, ...] = ()
+    valid_days: tuple[str, ...] = ()
+    test_days: tuple[str, ...] = ()
+    valid_fraction: float = 0.0
     user_column: str = "user_id"
     request_column: str = ""
     day_column: str = ""
-    dataset: str = ""
+
+    @property
+    def source(self) -> str:
+        """Which key names the data: ``dataset``, ``path``, ``train`` or "" (given elsewhere)."""
+        return next((k for k in ("dataset", "path", "train") if getattr(self, k)), "")
 
 
 @dataclass(frozen=True)
@@ -134,6 +221,8 @@ class RunConfig:
 
     features: tuple[FeatureSpec, ...]
     tasks: tuple[TaskSpec, ...]
+    history: tuple[HistorySpec, ...] = ()
+    history_labels: tuple[tuple[str, str], ...] = ()  # (name, expression) pairs
     bias: BiasSpec = field(default_factory=BiasSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
@@ -145,7 +234,10 @@ class RunConfig:
         return [t.name for t in self.tasks]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain data; ``features`` is the expanded, explicit list (history features included)."""
+        raw = dataclasses.asdict(self)
+        raw["history_labels"] = dict(self.history_labels)
+        return raw
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
@@ -190,8 +282,8 @@ def _resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
         return tuple(str(p if Path(p).is_absolute() else (base / p).resolve()) for p in paths)
 
     data = dataclasses.replace(
-        cfg.data, train=resolve(cfg.data.train), valid=resolve(cfg.data.valid),
-        test=resolve(cfg.data.test),
+        cfg.data, path=resolve(cfg.data.path), train=resolve(cfg.data.train),
+        valid=resolve(cfg.data.valid), test=resolve(cfg.data.test),
     )
     return dataclasses.replace(cfg, data=data)
 
@@ -199,27 +291,44 @@ def _resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     """Build a RunConfig from plain data, raising ConfigError that names the bad key."""
     _check_keys(raw, {f.name for f in dataclasses.fields(RunConfig)}, "")
-    features = tuple(
-        _build(FeatureSpec, item, f"features[{i}]") for i, item in enumerate(_list(raw, "features"))
-    )
+    history = tuple(_build(HistorySpec, item, f"history[{i}]")
+                    for i, item in enumerate(_list(raw, "history", required=False)))
+    features = tuple(_build(FeatureSpec, item, f"features[{i}]")
+                     for i, item in enumerate(_list(raw, "features", required=not history)))
     tasks = tuple(_build(TaskSpec, item, f"tasks[{i}]") for i, item in enumerate(_list(raw, "tasks")))
+    labels = raw.get("history_labels", {})
+    _check_keys(labels, set(labels) if isinstance(labels, dict) else set(), "history_labels")
+    data = _build(DataSpec, raw.get("data", {}), "data")
+    for i, h in enumerate(history):  # before expanding: a clash is reported as the block's
+        _validate_history(h, f"history[{i}]", history, data)
     cfg = RunConfig(
-        features=features,
+        features=_expand(features, history),
         tasks=tasks,
+        history=history,
+        history_labels=tuple((k, _typed(v, str, f"history_labels.{k}")) for k, v in labels.items()),
         bias=_build(BiasSpec, raw.get("bias", {}), "bias"),
         model=_build(ModelSpec, raw.get("model", {}), "model"),
         train=_build(TrainSpec, raw.get("train", {}), "train"),
-        data=_build(DataSpec, raw.get("data", {}), "data"),
+        data=data,
         name=_typed(raw.get("name", "run"), str, "name"),
     )
     _validate(cfg)
     return cfg
 
 
-def _list(raw: dict[str, Any], key: str) -> list[Any]:
-    value = raw.get(key)
-    if not isinstance(value, list | tuple) or not value:
-        raise ConfigError(f"{key}: at least one entry is required")
+def _expand(features: tuple[FeatureSpec, ...], history: tuple[HistorySpec, ...]
+            ) -> tuple[FeatureSpec, ...]:
+    """The explicit features, then every history feature not listed explicitly, block by block."""
+    names = {f.name for f in features}
+    declared = [f for block in history for f in block.features()]
+    return features + tuple(f for f in declared if f.name not in names)
+
+
+def _list(raw: dict[str, Any], key: str, required: bool = True) -> list[Any]:
+    value = raw.get(key, [] if not required else None)
+    if not isinstance(value, list | tuple) or (required and not value):
+        raise ConfigError(f"{key}: at least one entry is required" if required
+                          else f"{key}: expected a list of tables ([[{key}]])")
     return list(value)
 
 
@@ -234,31 +343,36 @@ def _check_keys(raw: Any, allowed: set[str], where: str) -> None:
 
 def _build(cls: type, raw: Any, where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = get_type_hints(cls)
     _check_keys(raw, set(fields), where)
     values = {}
     for name, f in fields.items():
         if name in raw:
-            values[name] = _coerce(raw[name], f.type, f"{where}.{name}")
+            values[name] = _coerce(raw[name], hints[name], f"{where}.{name}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}.{name}: required key is missing")
     return cls(**values)
 
 
-def _coerce(value: Any, annotation: str, key: str) -> Any:
-    if annotation.startswith("tuple[int"):
-        items = value if isinstance(value, list | tuple) else None
-        if items is None or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    if get_origin(annotation) is Literal:
+        allowed = get_args(annotation)
+        if _typed(value, str, key) not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+        return value
+    if get_origin(annotation) is tuple:
+        item = get_args(annotation)[0]
+        if item is str:
+            items = [value] if isinstance(value, str | int) and not isinstance(value, bool) else value
+            if not isinstance(items, list | tuple) or not all(
+                    isinstance(v, str | int) and not isinstance(v, bool) for v in items):
+                raise ConfigError(f"{key}: expected a string or a list of strings, got {value!r}")
+            return tuple(str(v) for v in items)
+        if not isinstance(value, list | tuple) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise ConfigError(f"{key}: expected a list of integers, got {value!r}")
-        return tuple(items)
-    if annotation.startswith("tuple[str"):
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
-            raise ConfigError(f"{key}: expected a path or a list of paths, got {value!r}")
-        return tuple(items)
-    if annotation.startswith("Literal"):
-        return _typed(value, str, key)
-    kinds = {"int": int, "float": float, "str": str, "bool": bool}
-    return _typed(value, kinds[annotation], key)
+        return tuple(value)
+    return _typed(value, annotation, key)
 
 
 def _typed(value: Any, kind: type, key: str) -> Any:
@@ -269,11 +383,6 @@ def _typed(value: Any, kind: type, key: str) -> Any:
     if not isinstance(value, kind):
         raise ConfigError(f"{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
     return value
-
-
-def _one_of(value: str, allowed: tuple[str, ...], key: str) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
 
 
 def _positive(value: float, key: str, zero_ok: bool = False) -> None:
@@ -304,17 +413,27 @@ def _validate(cfg: RunConfig) -> None:
     _validate_bias(cfg.bias)
     _validate_model(cfg.model)
     _validate_train(cfg.train)
+    _validate_data(cfg.data, cfg)
 
 
 def _validate_feature(f: FeatureSpec, key: str) -> None:
-    _one_of(f.kind, FEATURE_KINDS, f"{key}.kind")
-    _one_of(f.transform, NUMERIC_TRANSFORMS, f"{key}.transform")
     _positive(f.embedding_dim, f"{key}.embedding_dim")
     _positive(f.min_count, f"{key}.min_count")
     _positive(f.max_vocab, f"{key}.max_vocab", zero_ok=True)
     _positive(f.max_length, f"{key}.max_length")
-    if f.kind != "numeric" and f.expression:
-        raise ConfigError(f"{key}.expression: only numeric features may be expressions")
+    if f.kind == "multi_categorical" and f.expression:
+        raise ConfigError(f"{key}.expression: a multi_categorical feature reads a list column, "
+                          "not an expression")
+    if f.cross:
+        if f.kind != "categorical":
+            raise ConfigError(f"{key}.cross: only categorical features can be crosses")
+        if len(f.cross) < 2 or len(set(f.cross)) != len(f.cross):
+            raise ConfigError(f"{key}.cross: needs two or more distinct columns, got {list(f.cross)}")
+        if f.expression or f.column:
+            raise ConfigError(f"{key}.cross: a cross reads its own columns; drop "
+                              f"{'expression' if f.expression else 'column'}")
+    if f.expression and f.column:
+        raise ConfigError(f"{key}.expression: give column or expression, not both")
     if f.kind != "numeric" and f.transform != "none":
         raise ConfigError(f"{key}.transform: only numeric features take a transform")
     _positive(f.hash_buckets, f"{key}.hash_buckets", zero_ok=True)
@@ -323,9 +442,6 @@ def _validate_feature(f: FeatureSpec, key: str) -> None:
 
 
 def _validate_task(t: TaskSpec, key: str) -> None:
-    _one_of(t.type, TASK_TYPES, f"{key}.type")
-    _one_of(t.group, TASK_GROUPS, f"{key}.group")
-    _one_of(t.positive_map, POSITIVE_MAPS, f"{key}.positive_map")
     _positive(t.loss_weight, f"{key}.loss_weight", zero_ok=True)
     if not t.label:
         raise ConfigError(f"{key}.label: must name a column or an expression")
@@ -339,15 +455,12 @@ def _validate_bias(b: BiasSpec) -> None:
     _positive(b.embedding_dim, "bias.embedding_dim")
     for i, u in enumerate(b.hidden_units):
         _positive(u, f"bias.hidden_units[{i}]")
-    _one_of(b.method, BIAS_METHODS, "bias.method")
     _positive(b.adversarial_weight, "bias.adversarial_weight")
     if b.method == "adversarial" and not b.position:
         raise ConfigError("bias.method: 'adversarial' needs bias.position (what the adversary predicts)")
 
 
 def _validate_model(m: ModelSpec) -> None:
-    _one_of(m.kind, MODEL_KINDS, "model.kind")
-    _one_of(m.gate_input, GATE_INPUTS, "model.gate_input")
     _probability(m.gate_dropout, "model.gate_dropout")
     _probability(m.dropout, "model.dropout")
     if m.kind == "mmoe" and m.num_experts < 2:
@@ -370,7 +483,97 @@ def _validate_train(t: TrainSpec) -> None:
     _positive(t.max_epochs, "train.max_epochs")
     _positive(t.patience, "train.patience", zero_ok=True)
     _positive(t.threads, "train.threads", zero_ok=True)
-    _one_of(t.precision, PRECISIONS, "train.precision")
     if t.sparse_embeddings and t.weight_decay:
         raise ConfigError("train.sparse_embeddings: SparseAdam has no weight decay; "
                           "set train.weight_decay = 0 or train.sparse_embeddings = false")
+
+
+def _validate_history(h: HistorySpec, key: str, blocks: tuple[HistorySpec, ...],
+                      data: DataSpec) -> None:
+    if not h.entity:
+        raise ConfigError(f"{key}.entity: must name the key column (e.g. user_id)")
+    if not h.labels:
+        raise ConfigError(f"{key}.labels: at least one label is required")
+    if not h.windows:
+        raise ConfigError(f"{key}.windows: at least one window is required")
+    for i, w in enumerate(h.windows):
+        if w != ALL_DAYS and not (w.isdigit() and int(w) > 0):
+            raise ConfigError(f"{key}.windows[{i}]: {w!r} is neither {ALL_DAYS!r} nor a number "
+                              "of days > 0")
+    if len(set(h.windows)) != len(h.windows):
+        raise ConfigError(f"{key}.windows: {list(h.windows)} repeats a window")
+    if h.name and len(h.windows) > 1:
+        raise ConfigError(f"{key}.name: a name is for one window; {len(h.windows)} windows "
+                          "are named hist / last<N>d")
+    for i, label in enumerate(h.counted):
+        if label not in h.labels:
+            raise ConfigError(f"{key}.counted[{i}]: {label!r} is not one of this block's labels")
+    _positive(h.smoothing, f"{key}.smoothing", zero_ok=True)
+    if not data.day_column:
+        raise ConfigError(f"{key}: history features need data.day_column (what 'earlier' means)")
+    for i, later in enumerate(blocks):
+        for window in later.windows:
+            for mine in h.windows:
+                if later is not h and later.entity == h.entity and later.tag(window) == h.tag(mine):
+                    raise ConfigError(f"{key}: history[{i}] declares the same features "
+                                      f"({h.entity}_{h.tag(mine)}_*); give one of them a name")
+
+
+def parse_day(text: str, key: str) -> int | datetime.date:
+    """A day as the config writes it: an ISO date (``2022-04-08``) or a plain number (``3``)."""
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{key}: {text!r} is neither a date (YYYY-MM-DD) nor a day number") from None
+
+
+def day_ranges(entries: tuple[str, ...], key: str) -> list[tuple[Any, Any]]:
+    """Inclusive (first, last) pairs from ``"2022-04-08"`` or ``"2022-04-08..2022-04-17"``."""
+    out = []
+    for i, entry in enumerate(entries):
+        first, sep, last = entry.partition("..")
+        lo = parse_day(first.strip(), f"{key}[{i}]")
+        hi = parse_day(last.strip(), f"{key}[{i}]") if sep else lo
+        if type(lo) is not type(hi) or hi < lo:
+            raise ConfigError(f"{key}[{i}]: {entry!r} is not a range first..last of one kind")
+        out.append((lo, hi))
+    kinds = {type(lo) for lo, _ in out}
+    if len(kinds) > 1:
+        raise ConfigError(f"{key}: mixes dates and day numbers")
+    return out
+
+
+def _validate_data(d: DataSpec, cfg: RunConfig) -> None:
+    sources = [k for k in ("dataset", "path", "train") if getattr(d, k)]
+    if len(sources) > 1:
+        raise ConfigError(f"data.{sources[1]}: the data has one source; data.{sources[0]} is "
+                          f"set too (keep one of {', '.join('data.' + s for s in sources)})")
+    for split in ("valid", "test"):
+        if getattr(d, split) and not d.train:
+            raise ConfigError(f"data.{split}: split files go with data.train; with data.path or "
+                              f"data.dataset choose days with data.{split}_days")
+    day_keys = [k for k in ("train_days", "valid_days", "test_days") if getattr(d, k)]
+    if day_keys and d.train:
+        raise ConfigError(f"data.{day_keys[0]}: days select from data.path or data.dataset, "
+                          "not from per-split files (data.train)")
+    if day_keys and not d.day_column:
+        raise ConfigError(f"data.{day_keys[0]}: choosing days needs data.day_column")
+    kinds = set()
+    chosen: dict[str, list[tuple[Any, Any]]] = {}
+    for k in day_keys:
+        chosen[k] = day_ranges(getattr(d, k), f"data.{k}")
+        kinds |= {type(lo) for lo, _ in chosen[k]}
+    if len(kinds) > 1:
+        raise ConfigError(f"data.{day_keys[-1]}: mixes dates and day numbers with the other splits")
+    for a, b in itertools.combinations(chosen, 2):
+        if any(lo1 <= hi2 and lo2 <= hi1 for lo1, hi1 in chosen[a] for lo2, hi2 in chosen[b]):
+            raise ConfigError(f"data.{b}: overlaps data.{a}; a day belongs to one split")
+    _probability(d.valid_fraction, "data.valid_fraction")
+    if d.valid_fraction and (d.valid or d.valid_days):
+        raise ConfigError("data.valid_fraction: validation is already given by "
+                          f"data.{'valid' if d.valid else 'valid_days'}; keep one")
+    if d.valid_fraction and not d.request_column:
+        raise ConfigError("data.valid_fraction: holding out whole requests needs "
+                          "data.request_column")

@@ -17,7 +17,8 @@ import pyarrow.compute as pc
 from watchnext.api import Ranker
 from watchnext.artifacts.checkpoint import write_json
 from watchnext.config import RunConfig, load_config
-from watchnext.data.datasets import load_dataset, open_bandit
+from watchnext.data import sources
+from watchnext.data.datasets import open_bandit
 from watchnext.data.io import read_tables
 from watchnext.evaluate import tables
 from watchnext.model.cost import match_cost
@@ -31,11 +32,8 @@ def bundled_config(name: str) -> Path:
 
 
 def load_splits(config: RunConfig) -> dict[str, pa.Table]:
-    """The run's data: a bundled protocol (``data.dataset``) or the train/valid/test paths."""
-    if config.data.dataset:
-        return load_dataset(config.data.dataset)
-    return {split: read_tables(paths) for split in ("train", "valid", "test")
-            if (paths := getattr(config.data, split))}
+    """The run's data from its one source (``watchnext.data.sources``)."""
+    return sources.load_splits(config)
 
 
 def day_chunks(table: pa.Table, day_column: str) -> list[tuple[str, pa.Table]]:

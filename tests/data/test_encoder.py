@@ -129,3 +129,90 @@ def test_expression_arithmetic():
     cols = {"a": np.array([1.0, 3.0]), "b": np.array([0.0, 999.0])}
     np.testing.assert_allclose(evaluate("log1p(b / 1000) + (a > 2)", cols.__getitem__),
                                [0.0, np.log1p(0.999) + 1])
+
+
+def _with_features(config, *features):
+    return config.replace(features=[*config.to_dict()["features"], *features])
+
+
+def test_a_cross_is_one_id_per_combination(config, impressions):
+    cfg = _with_features(config, {"name": "user_video", "kind": "categorical",
+                                  "cross": ["user_id", "video_id"]})
+    enc = FeatureEncoder(cfg).fit(impressions)
+    pairs = set(zip(impressions["user_id"].to_pylist(), impressions["video_id"].to_pylist(),
+                    strict=True))
+    assert enc.vocab_size("user_video") == len(pairs) + 2  # + missing and OOV
+    ids = enc.transform(impressions).categorical[:, -1].numpy()
+    keys = list(zip(impressions["user_id"].to_pylist(), impressions["video_id"].to_pylist(),
+                    strict=True))
+    first = {}
+    for key, i in zip(keys, ids.tolist(), strict=True):
+        assert first.setdefault(key, i) == i
+    assert len(set(first.values())) == len(pairs)
+    probe = _with(impressions.slice(0, 2), "video_id", [None, "never-seen"])
+    assert enc.transform(probe).categorical[:, -1].tolist() == [MISSING, OOV]
+
+
+def test_a_hashed_cross_and_a_categorical_expression(config, impressions):
+    cfg = _with_features(config,
+                         {"name": "user_video", "kind": "categorical",
+                          "cross": ["user_id", "video_id"], "hash_buckets": 32},
+                         {"name": "daypart", "kind": "categorical", "expression": "hour // 6"})
+    with pytest.raises(ExpressionError):  # floor division is outside the grammar
+        FeatureEncoder(cfg).fit(impressions)
+    cfg = _with_features(config,
+                         {"name": "user_video", "kind": "categorical",
+                          "cross": ["user_id", "video_id"], "hash_buckets": 32},
+                         {"name": "daypart", "kind": "categorical",
+                          "expression": "(hour - hour % 6) / 6"})
+    enc = FeatureEncoder(cfg).fit(impressions)
+    assert enc.vocab_size("user_video") == 34 and enc.vocab_size("daypart") == 4 + 2
+    batch = enc.transform(impressions)
+    daypart = enc.vocabularies["daypart"].values
+    expected = [daypart.index(str(h // 6)) + 2 for h in impressions["hour"].to_pylist()]
+    assert batch.categorical[:, -1].tolist() == expected
+    assert ((batch.categorical[:, -2] >= 2) & (batch.categorical[:, -2] < 34)).all()
+
+
+def test_a_missing_cross_column_is_named(config, impressions):
+    cfg = _with_features(config, {"name": "q_item", "kind": "categorical",
+                                  "cross": ["query_id", "video_id"]})
+    with pytest.raises(DataError, match=r"column 'query_id': required column is missing"):
+        FeatureEncoder(cfg).fit(impressions)
+
+
+def test_a_cross_trains_end_to_end_and_survives_a_checkpoint(config, impressions, tmp_path):
+    from watchnext.api import Ranker
+
+    cfg = _with_features(config, {"name": "user_video", "kind": "categorical",
+                                  "cross": ["user_id", "video_id"], "embedding_dim": 4})
+    cfg = cfg.replace(train={"max_epochs": 1})
+    train, valid = impressions.slice(0, 2400), impressions.slice(2400)
+    ranker = Ranker(cfg).fit(train, valid)
+    report = ranker.evaluate(valid)
+    restored = Ranker.load(ranker.save(tmp_path / "model"))
+    assert restored.config.features[-1].cross == ("user_id", "video_id")
+    assert restored.evaluate(valid) == report
+
+
+def test_a_log_without_user_and_device_columns_trains_with_defaults(config, impressions):
+    """``data.user_column`` (default user_id) and ``bias.device`` are used where present."""
+    from watchnext.api import Ranker
+
+    assert config.data.user_column == "user_id" and config.bias.device == "device"
+    features = [f for f in config.to_dict()["features"] if f["name"] != "user_id"]
+    cfg = config.replace(features=features)
+    bare = impressions.drop(["user_id", "device"])
+    enc = FeatureEncoder(cfg).fit(bare)
+    assert enc.num_devices == 1
+    batch = enc.transform(bare)
+    assert (batch.device == 0).all() and (batch.users == -1).all()
+    report = Ranker(cfg).fit(bare.slice(0, 2400), bare.slice(2400)).evaluate(bare.slice(2400))
+    assert report["rows"] == 600 and "gauc" not in report["tasks"]["click"]  # no users: no GAUC
+    assert report["tasks"]["like"]["auc"] > 0.52  # likes follow the video (0.56 measured)
+
+
+def test_a_model_with_devices_scores_a_log_without_them_as_missing(config, impressions):
+    enc = FeatureEncoder(config).fit(impressions)
+    assert enc.num_devices == len(set(impressions["device"].to_pylist())) + 2
+    assert (enc.transform(impressions.drop(["device"])).device == MISSING).all()

@@ -6,7 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from watchnext.data.history import add_history_features, day_rank, days_seen
+from watchnext.config import config_from_dict
+from watchnext.data.errors import DataError
+from watchnext.data.history import add_history, add_history_features, day_rank, days_seen
 
 # user a: days 1, 1, 2, 4; user b: days 2, 3, 3
 USERS = ["a", "a", "b", "a", "b", "b", "a"]
@@ -86,3 +88,42 @@ def test_days_since_first_and_last_seen() -> None:
 
 def test_day_rank_is_chronological_for_yyyymmdd() -> None:
     assert day_rank(np.array([20220410, 20220408, 20220410, 20220409])).tolist() == [2, 0, 2, 1]
+
+
+def _config(**block):
+    return config_from_dict({
+        "data": {"day_column": "day"},
+        "history": [{"entity": "user", "labels": ["click", "late"], "smoothing": 2.0, **block}],
+        "history_labels": {"late": "where(day > 2, click, nan)"},
+        "tasks": [{"name": "c", "type": "binary", "label": "click", "group": "engagement"}]})
+
+
+def test_a_history_block_computes_what_add_history_features_computes() -> None:
+    table = pa.table({"user": USERS, "day": DAYS, "click": CLICKS})
+    cfg = _config(windows=["all", 2], counted=["click"])
+    out = add_history(table, cfg)
+    clicks = np.array(CLICKS)
+    late = np.where(np.array(DAYS) > 2, clicks, np.nan)
+    labels = {"click": clicks, "late": late}
+    expected = add_history_features(table, ["user"], labels, "day", smoothing=2.0,
+                                    counted=("click",))
+    expected = add_history_features(expected, ["user"], labels, "day", smoothing=2.0, window=2,
+                                    prefix="last2d", counted=("click",))
+    names = [f.name for f in cfg.features]
+    assert names == cfg.history[0].columns("all") + cfg.history[0].columns("2")
+    for name in names:
+        np.testing.assert_array_equal(_column(out, name), _column(expected, name), err_msg=name)
+
+
+def test_precomputed_history_columns_are_kept_and_missing_inputs_named() -> None:
+    cfg = _config()
+    table = pa.table({"user": USERS, "day": DAYS, "click": CLICKS})
+    computed = add_history(table, cfg)
+    names = cfg.history[0].columns("all")
+    precomputed = table
+    for name in names:
+        precomputed = precomputed.append_column(name, pa.array(np.full(len(USERS), 7.0)))
+    kept = add_history(precomputed, cfg)
+    assert kept.equals(precomputed) and not computed.equals(precomputed)
+    with pytest.raises(DataError, match=r"column 'user': required column is missing"):
+        add_history(table.drop(["user"]), cfg)

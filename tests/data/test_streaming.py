@@ -222,3 +222,28 @@ def test_files_with_different_int_widths_stream_together(tmp_path):
     encoder = FeatureEncoder(cfg).fit(read_tables([str(p) for p in paths]))
     batches = _pass(encoder, StreamLayout.build(50, 1, 200), days[0], 0, 0)
     assert sum(len(b) for b in batches) == 200
+
+
+def test_crosses_and_a_log_without_user_or_device_stream_like_in_memory(tmp_path):
+    """Crosses and categorical expressions count like ids; the optional user and device
+    columns may be absent from the files (one device, no users), as in memory."""
+    paths = write_days(tmp_path / "data", days=2, files_per_day=2, rows_per_file=150)
+    for path in paths:
+        pq.write_table(pq.read_table(path).drop(["user_id", "device"]), path)
+    raw = config_dict(batch_size=50)
+    raw["features"] = [f for f in raw["features"] if f["name"] != "user_id"] + [
+        {"name": "video_tags", "kind": "categorical", "cross": ["video_id", "tags"]},
+        {"name": "long", "kind": "categorical", "expression": "duration_ms > 30000"}]
+    cfg = config_from_dict(raw)
+    assert cfg.data.user_column == "user_id" and cfg.bias.device == "device"
+    days, bad = discover_days(tmp_path / "data", cfg)
+    assert not bad
+    layout = StreamLayout.build(50, 2, shuffle_buffer=100)
+    streamed = build_encoder(cfg, merge([scan(cfg, days, layout, [s], False) for s in (0, 1)]))
+    in_memory = FeatureEncoder(cfg).fit(read_tables([str(p) for p in paths]))
+    assert streamed.state_dict()["vocabularies"] == in_memory.state_dict()["vocabularies"]
+    assert streamed.num_devices == in_memory.num_devices == 1
+    assert streamed.vocab_size("long") == 4
+    batches = _pass(streamed, layout, days[0], 0, 0)
+    assert sum(len(b) for b in batches) == 150
+    assert all((b.device == 0).all() and (b.users == -1).all() for b in batches)

@@ -2,6 +2,9 @@
 
 The encoder is fitted on training data only (vocabularies, numeric statistics) and saved with the
 model as JSON, so serving encodes exactly as training did.
+
+The user column and the bias device column are optional: where the log lacks them, rows have no
+user (no per-user metrics) and all share one device, instead of failing.
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from watchnext.config import FeatureSpec, RunConfig, TaskSpec
+from watchnext.config import CROSS_SEPARATOR, FeatureSpec, RunConfig, TaskSpec
 from watchnext.data import expressions
 from watchnext.data.batch import Batch
 from watchnext.data.errors import DataError
 from watchnext.data.hashing import HashedVocabulary, vocabulary_from_json
 from watchnext.data.io import where
-from watchnext.data.vocab import Vocabulary
+from watchnext.data.vocab import MISSING, Vocabulary, _as_strings
 
 
 class FeatureEncoder:
@@ -58,12 +61,12 @@ class FeatureEncoder:
         self.validate(table)
         for f in self.categorical:
             self.vocabularies[f.name] = HashedVocabulary(f.hash_buckets) if f.hash_buckets else \
-                Vocabulary.fit(table[f.source], f.min_count, f.max_vocab)
+                Vocabulary.fit(id_values(table, f), f.min_count, f.max_vocab)
         for f in self.multi:
             tokens = pc.list_flatten(_as_lists(table, f))
             self.vocabularies[f.name] = HashedVocabulary(f.hash_buckets) if f.hash_buckets else \
                 Vocabulary.fit(tokens, f.min_count, f.max_vocab)
-        if self.config.bias.device:
+        if self.config.bias.device in table.column_names:
             self.vocabularies["__device__"] = Vocabulary.fit(table[self.config.bias.device])
         for f in self.numeric:
             values = _transform(self._numeric_source(table, f), f.transform, (0.0, 1.0))
@@ -78,7 +81,7 @@ class FeatureEncoder:
         self.validate(table)
         n = table.num_rows
         return Batch(
-            categorical=_stack_long([self.vocabularies[f.name].lookup(table[f.source])
+            categorical=_stack_long([self.vocabularies[f.name].lookup(id_values(table, f))
                                      for f in self.categorical], n),
             dense=self._dense(table),
             multi=self._multi(table),
@@ -102,11 +105,11 @@ class FeatureEncoder:
         self._positions(table)
 
     def required_columns(self) -> set[str]:
+        """Columns a table must hold (the optional user and device columns are not among them)."""
         cfg = self.config
-        needed = {cfg.data.user_column} if cfg.data.user_column else set()
-        needed |= {c for c in (cfg.data.request_column, cfg.bias.position, cfg.bias.device) if c}
+        needed = {c for c in (cfg.data.request_column, cfg.bias.position) if c}
         for f in cfg.features:
-            needed |= expressions.columns(f.expression) if f.expression else {f.source}
+            needed |= feature_columns(f)
         for t in cfg.tasks:
             needed |= expressions.columns(t.label)
         return needed
@@ -190,8 +193,10 @@ class FeatureEncoder:
 
     def _devices(self, table: pa.Table) -> np.ndarray:
         column = self.config.bias.device
-        if not column:
+        if "__device__" not in self.vocabularies:
             return np.zeros(table.num_rows, dtype=np.int64)
+        if column not in table.column_names:  # a model that knows devices, a log without them
+            return np.full(table.num_rows, MISSING, dtype=np.int64)
         return self.vocabularies["__device__"].lookup(table[column])
 
     def state_dict(self) -> dict[str, Any]:
@@ -207,6 +212,28 @@ class FeatureEncoder:
         enc.numeric_stats = {k: (float(v[0]), float(v[1])) for k, v in
                              state["numeric_stats"].items()}
         return enc
+
+
+def feature_columns(f: FeatureSpec) -> set[str]:
+    """The raw columns a feature reads (an expression's names, a cross's parts, or its column)."""
+    return expressions.columns(f.expression) if f.expression else set(f.input_columns)
+
+
+def id_values(table: pa.Table, f: FeatureSpec) -> pa.Array | pa.ChunkedArray:
+    """A categorical feature's ids: its column, its expression's value (NaN: missing) or its
+    cross's parts joined as one string (missing where any part is)."""
+    if f.expression:
+        values = expressions.evaluate(f.expression, lambda c: _floats(table, c, f"feature {f.name!r}"))
+        return pa.array(np.broadcast_to(values, (table.num_rows,)), from_pandas=True)
+    if f.cross:
+        for column in f.cross:
+            if column not in table.column_names:
+                file, _ = where(table, 0) if table.num_rows else ("<table>", None)
+                raise DataError(f"required column is missing (cross {f.name!r})", file=file,
+                                column=column)
+        parts = [_as_strings(table[c]) for c in f.cross]
+        return pc.binary_join_element_wise(*parts, CROSS_SEPARATOR)
+    return table[f.source]
 
 
 def _public(table: pa.Table) -> list[str]:

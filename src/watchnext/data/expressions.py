@@ -1,7 +1,8 @@
 """Safe arithmetic over columns, for labels and features such as ``log1p(play_time_ms / 1000)``.
 
 Only names (columns), numbers, arithmetic, comparisons and a short list of NumPy functions are
-allowed, so a config file can never run arbitrary code.
+allowed, so a config file can never run arbitrary code. ``nan`` is the one named constant: an
+absent value, e.g. ``where(duration_ms > 0, play_time_ms / duration_ms, nan)``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
     "log1p": np.log1p, "log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs,
     "minimum": np.minimum, "maximum": np.maximum, "clip": np.clip, "where": np.where,
 }
+CONSTANTS = {"nan": np.nan}
 _BINARY = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
     ast.Div: operator.truediv, ast.Pow: operator.pow, ast.Mod: operator.mod,
@@ -43,7 +45,7 @@ def columns(expression: str) -> set[str]:
     """The column names an expression reads."""
     tree = parse(expression)
     called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - called
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - called - set(CONSTANTS)
 
 
 def evaluate(expression: str, lookup: Callable[[str], np.ndarray]) -> np.ndarray:
@@ -72,7 +74,7 @@ def _eval(node: ast.expr, lookup: Callable[[str], np.ndarray]):
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Name):
-        return lookup(node.id)
+        return CONSTANTS[node.id] if node.id in CONSTANTS else lookup(node.id)
     if isinstance(node, ast.UnaryOp):
         value = _eval(node.operand, lookup)
         return -value if isinstance(node.op, ast.USub) else value

@@ -12,18 +12,27 @@ A NaN label (e.g. a watch ratio of a video of unknown length) counts neither in 
 the count. Besides rates, a key gets its log count of past rows and how many days ago it was
 first and last seen (0 when never seen), which tell the model how far to trust the rates.
 
+A ``[[history]]`` block of the run config declares these features and ``add_history`` computes
+them, so the names the model reads and the columns computed cannot drift apart.
+
 Everything is computed on a dense (key x day) grid: with days counted in the tens and keys in the
 thousands it is small, and a cumulative sum along the day axis reads like the definition.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from watchnext.config import ConfigError, RunConfig
+from watchnext.data import expressions
+from watchnext.data.encoder import _floats
+from watchnext.data.errors import DataError
+from watchnext.data.io import where
 
 
 @dataclass(frozen=True)
@@ -134,3 +143,64 @@ def add_history_features(table: pa.Table, keys: list[str], labels: Mapping[str, 
             table = table.append_column(f"{key}_{prefix}_first", pa.array(since_first))
             table = table.append_column(f"{key}_{prefix}_last", pa.array(since_last))
     return table
+
+
+def history_label_values(table: pa.Table, config: RunConfig, names: Sequence[str]
+                         ) -> dict[str, np.ndarray]:
+    """Each label's per-row value: a ``[history_labels]`` expression, else the column itself."""
+    defined = dict(config.history_labels)
+    out = {}
+    for name in names:
+        source = defined.get(name, name)
+        try:
+            values = expressions.evaluate(source, lambda c, n=name: _floats(
+                table, c, f"history label {n!r}"))
+        except expressions.ExpressionError as exc:
+            raise ConfigError(f"history_labels.{name}: {exc}") from None
+        out[name] = np.broadcast_to(values, (table.num_rows,)).astype(np.float64)
+    return out
+
+
+def add_history(table: pa.Table, config: RunConfig) -> pa.Table:
+    """Compute the columns of every ``[[history]]`` block of the config (one pass per window).
+
+    Rows must cover every day whose history is wanted: a row's features read only strictly
+    earlier days, so computing over train, validation and test together leaks nothing. A window
+    whose columns the table already holds is kept as it is: logs with precomputed history (as
+    the streaming path reads them) are not recomputed from what may be only part of the past.
+    """
+    day = config.data.day_column
+    todo = [(spec, w) for spec in config.history for w in spec.windows
+            if not set(spec.columns(w)) <= set(table.column_names)]
+    for column in {day, *(spec.entity for spec, _ in todo)} if todo else ():
+        if column not in table.column_names:
+            file, _ = where(table, 0) if table.num_rows else ("<table>", None)
+            raise DataError("required column is missing (history features)", file=file,
+                            column=column)
+    for spec, window in todo:
+        labels = history_label_values(table, config, spec.labels)
+        computed = add_history_features(table.select([spec.entity, day]), [spec.entity], labels,
+                                        day, smoothing=spec.smoothing,
+                                        window=spec.window_days(window), prefix=spec.tag(window),
+                                        counted=spec.counted)
+        for name in spec.columns(window):
+            if name in table.column_names:
+                table = table.set_column(table.column_names.index(name), name, computed[name])
+            else:
+                table = table.append_column(name, computed[name])
+    return table
+
+
+def split_history(splits: dict[str, pa.Table], config: RunConfig | None) -> dict[str, pa.Table]:
+    """``add_history`` over all splits together (each row reads only earlier days, of any
+    split), cut back into the same splits in the same row order."""
+    if config is None or not config.history or not splits:
+        return splits
+    names = list(splits)
+    whole = add_history(pa.concat_tables([splits[n] for n in names], promote_options="permissive"),
+                        config)
+    out, start = {}, 0
+    for name in names:
+        out[name] = whole.slice(start, splits[name].num_rows)
+        start += splits[name].num_rows
+    return out

@@ -76,19 +76,27 @@ def column_roles(config: RunConfig) -> dict[str, str]:
     for column in (cfg.data.user_column, cfg.data.request_column, cfg.bias.device):
         if column:
             roles[column] = "id"
-    for f in cfg.features:
-        if f.kind == "categorical":
-            roles.setdefault(f.source, "id")
-        elif f.kind == "multi_categorical":
-            roles[f.source] = "list"
     numeric = {c for t in cfg.tasks for c in expressions.columns(t.label)}
     for f in cfg.features:
-        if f.kind == "numeric":
-            numeric |= expressions.columns(f.expression) if f.expression else {f.source}
+        if f.expression:
+            numeric |= expressions.columns(f.expression)
+        elif f.kind == "numeric":
+            numeric.add(f.source)
+        elif f.kind == "categorical":
+            for column in f.input_columns:
+                roles.setdefault(column, "id")
+        else:
+            roles[f.source] = "list"
     if cfg.bias.position:
         numeric.add(cfg.bias.position)
     roles.update(dict.fromkeys(numeric, "numeric"))
     return roles
+
+
+def optional_columns(config: RunConfig) -> set[str]:
+    """Columns read where a file has them: the user and the device (see ``FeatureEncoder``)."""
+    required = set(column_roles(config.replace(data={"user_column": ""}, bias={"device": ""})))
+    return {c for c in (config.data.user_column, config.bias.device) if c} - required
 
 
 def discover_days(root: str | Path, config: RunConfig, skip_bad: bool = False
@@ -106,6 +114,7 @@ def discover_days(root: str | Path, config: RunConfig, skip_bad: bool = False
     if not days:
         raise DataError("no day=YYYY-MM-DD folders found", file=str(root))
     roles = column_roles(config)
+    optional = optional_columns(config)
     reference: dict[str, tuple[pa.DataType, str]] = {}
     partitions, bad = [], []
     for name, folder in days:
@@ -115,7 +124,7 @@ def discover_days(root: str | Path, config: RunConfig, skip_bad: bool = False
         day = DayPartition(name)
         for path in files:
             try:
-                day.files.append(_inspect(path, roles, reference))
+                day.files.append(_inspect(path, roles, reference, optional))
             except _BadFile as exc:
                 if not skip_bad:
                     raise exc.error from None
@@ -152,8 +161,8 @@ def open_parquet(path: Path) -> pq.ParquetFile:
     return pq.ParquetFile(path, page_checksum_verification=True)
 
 
-def _inspect(path: Path, roles: dict[str, str], reference: dict[str, tuple[pa.DataType, str]]
-             ) -> FileInfo:
+def _inspect(path: Path, roles: dict[str, str], reference: dict[str, tuple[pa.DataType, str]],
+             optional: set[str]) -> FileInfo:
     try:
         with open_parquet(path) as pf:
             meta, schema = pf.metadata, pf.schema_arrow
@@ -165,6 +174,8 @@ def _inspect(path: Path, roles: dict[str, str], reference: dict[str, tuple[pa.Da
         starts.append(starts[-1] + meta.row_group(i).num_rows)
     rows = starts[-1]
     for column, role in sorted(roles.items()):
+        if column not in schema.names and column in optional:
+            continue
         if column not in schema.names:
             have = ", ".join(schema.names)
             raise _BadFile("missing_column", DataError(

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from watchnext.config import RunConfig
 from watchnext.data import expressions
-from watchnext.data.encoder import FeatureEncoder, _as_lists, _floats, _transform
+from watchnext.data.encoder import FeatureEncoder, _as_lists, _floats, _transform, id_values
 from watchnext.data.errors import DataError
 from watchnext.data.hashing import HashedVocabulary
 from watchnext.data.partitions import DayPartition
@@ -100,7 +100,7 @@ def scan(config: RunConfig, days: Sequence[DayPartition], layout: StreamLayout,
     counters = {f.name: _IdCounts() for f in config.features
                 if f.kind != "numeric" and not f.hash_buckets} if fit else {}
     if fit and config.bias.device:
-        counters[DEVICE_VOCAB] = _IdCounts()
+        counters[DEVICE_VOCAB] = _IdCounts()  # left empty where no file has the column
     moments = {f.name: [0, 0.0, 0.0] for f in config.features if f.kind == "numeric"} if fit else {}
     columns = needed_columns(config)
     for day_index, day in enumerate(days):
@@ -141,13 +141,13 @@ def _count(config: RunConfig, table: pa.Table, counters: dict[str, _IdCounts],
     for f in config.features:
         if f.name in counters:
             counters[f.name].add(pc.list_flatten(_as_lists(table, f)) if f.kind == "multi_categorical"
-                                 else table[f.source])
+                                 else id_values(table, f))
         elif f.kind == "numeric":
             context = f"feature {f.name!r}"
             raw = expressions.evaluate(f.source, lambda c, ctx=context: _floats(table, c, ctx)) \
                 if f.expression else _floats(table, f.source, context)
             _merge_moments(moments[f.name], _transform(raw, f.transform, (0.0, 1.0)))
-    if DEVICE_VOCAB in counters:
+    if DEVICE_VOCAB in counters and config.bias.device in table.column_names:
         counters[DEVICE_VOCAB].add(table[config.bias.device])
 
 
@@ -221,7 +221,7 @@ def build_encoder(config: RunConfig, result: ScanResult) -> FeatureEncoder:
         else:
             encoder.vocabularies[f.name] = _vocabulary(result.counts.get(f.name), f.min_count,
                                                        f.max_vocab)
-    if config.bias.device:
+    if result.counts.get(DEVICE_VOCAB, [[]])[0]:  # as in memory: no device column, one device
         encoder.vocabularies[DEVICE_VOCAB] = _vocabulary(result.counts.get(DEVICE_VOCAB), 1, 0)
     return encoder
 

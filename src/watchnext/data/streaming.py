@@ -142,7 +142,8 @@ def _read_file(info: FileInfo, start: int, stop: int, columns: list[str], read_r
 def _read_row_group(pf, info: FileInfo, rg: int, lo: int, hi: int, columns: list[str],
                     read_rows: int) -> Iterator[Piece]:
     row = info.row_group_starts[rg]
-    for record_batch in pf.iter_batches(batch_size=read_rows, row_groups=[rg], columns=columns,
+    present = [c for c in columns if c in pf.schema_arrow.names]  # optional ones may be absent
+    for record_batch in pf.iter_batches(batch_size=read_rows, row_groups=[rg], columns=present,
                                         use_threads=False):
         n = record_batch.num_rows
         a, b = max(lo - row, 0), min(hi - row, n)

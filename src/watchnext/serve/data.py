@@ -1,4 +1,4 @@
-"""Where a service build gets its logs: explicit files, the config's paths, or its dataset."""
+"""Where a service build gets its logs: explicit files, else the config's one source."""
 
 from __future__ import annotations
 
@@ -6,21 +6,20 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from watchnext.config import ConfigError, RunConfig
-from watchnext.data.datasets import load_dataset
+from watchnext.config import RunConfig
+from watchnext.data import sources
 from watchnext.data.io import read_tables
 
 
 def training_tables(config: RunConfig, train: Sequence[str] | None = None,
                     valid: Sequence[str] | None = None) -> tuple[pa.Table, pa.Table | None]:
-    """(train, valid) from explicit paths, else ``data.train``/``data.valid``, else
-    ``data.dataset`` (a bundled protocol's train and valid splits)."""
+    """(train, valid) from explicit paths (history features added as the config declares), else
+    the same tables ``watchnext train`` reads (``watchnext.data.sources``)."""
     if train:
-        return read_tables(list(train)), read_tables(list(valid)) if valid else None
-    if config.data.train:
-        return (read_tables(list(config.data.train)),
-                read_tables(list(config.data.valid)) if config.data.valid else None)
-    if config.data.dataset:
-        splits = load_dataset(config.data.dataset)
-        return splits["train"], splits.get("valid")
-    raise ConfigError("data: no training logs (give --train, data.train or data.dataset)")
+        tables = {"train": read_tables(list(train))}
+        if valid:
+            tables["valid"] = read_tables(list(valid))
+        splits = sources.with_history(tables, config)
+    else:
+        splits = sources.load_splits(config)
+    return splits["train"], splits.get("valid")

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from watchnext.config import FeatureSpec
 from watchnext.data import expressions
-from watchnext.data.encoder import FeatureEncoder
+from watchnext.data.encoder import FeatureEncoder, feature_columns
 from watchnext.retrieve.log import LogColumns, times_in_seconds
 from watchnext.serve import roles as R
 from watchnext.serve.context import derive, infer_utc_offset
@@ -54,10 +54,6 @@ class Encoded:
     device: np.ndarray  # [N] int64
     known_user: bool
     known_items: np.ndarray  # [N] bool
-
-
-def feature_columns(f: FeatureSpec) -> set[str]:
-    return expressions.columns(f.expression) if f.expression else {f.source}
 
 
 class FeatureStore:

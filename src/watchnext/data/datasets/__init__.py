@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from watchnext.data.errors import DataError
+from watchnext.config import ConfigError, RunConfig
 
 
 def bundled_path(name: str) -> Path:
@@ -16,14 +16,17 @@ def bundled_path(name: str) -> Path:
     return Path(str(resources.files("watchnext.data.datasets") / name))
 
 
-def load_dataset(name: str) -> dict[str, pa.Table]:
-    """The named protocol's splits (``train``, ``valid``, ``test``; more where defined)."""
+def load_dataset(name: str, config: RunConfig | None = None) -> dict[str, pa.Table]:
+    """The named protocol's splits (``train``, ``valid``, ``test``; more where defined), with the
+    history features of ``config``'s ``[[history]]`` blocks (or the protocol's own)."""
     from watchnext.data.datasets import kuairand, open_bandit
+    from watchnext.data.history import split_history
 
     registry: dict[str, Callable[[], dict[str, pa.Table]]] = {
-        kuairand.PROTOCOL: kuairand.load_splits,
-        open_bandit.PROTOCOL: open_bandit.load_splits,
+        kuairand.PROTOCOL: lambda: kuairand.load_splits(config),
+        open_bandit.PROTOCOL: lambda: split_history(open_bandit.load_splits(), config),
     }
     if name not in registry:
-        raise DataError(f"unknown dataset {name!r}; bundled: {', '.join(sorted(registry))}")
+        raise ConfigError(f"data.dataset: unknown dataset {name!r}; bundled: "
+                          f"{', '.join(sorted(registry))}")
     return registry[name]()

@@ -5,35 +5,40 @@ allowed ones (ids, the user table, hour, weekday, video length) plus point-in-ti
 computed from earlier days only (``watchnext.data.history``): of the user (all past days, and the
 last three), of the video, and of the user with videos of the same length class. No label column
 is ever a feature; labels only enter through earlier days' averages.
+
+This module adds the context columns (hour, weekday, the (user, length class) key); which history
+features exist is said once, by the ``[[history]]`` blocks of the run config (the protocol's own
+are those of the bundled ``kuairand_v1.toml``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from importlib import resources
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from watchnext.config import RunConfig, load_config
 from watchnext.data.datasets import bundled_path
-from watchnext.data.history import add_history_features
+from watchnext.data.history import add_history
 
 PROTOCOL = "kuairand-sample-v1"
 SPLITS = {"train": (20220408, 20220417), "valid": (20220418, 20220418),
           "test": (20220419, 20220421)}
-# Outcomes whose past averages become features (plus watch_time and watch_ratio, derived).
-HISTORY_LABELS = ("is_click", "long_view", "label", "is_comment", "is_follow", "is_forward")
-COUNTED_LABELS = ("is_click", "long_view", "label")  # also get past positive / negative counts
-RECENT_DAYS = 3  # the short window of the user's recent-history features
-SMOOTHING = 20.0  # pseudo-rows of the global prior in each rate (5 and 50 scored the same)
 ROW = "__row"  # the file's row number, a temporary tie-breaker
-MAX_WATCH_RATIO = 5.0  # play / duration is capped: replays of a 3 s clip are not 100x interest
 
 
-def load_interactions() -> pa.Table:
+def protocol_config() -> RunConfig:
+    """The bundled ``kuairand_v1.toml``: its ``[[history]]`` blocks are the protocol's history."""
+    return load_config(str(resources.files("watchnext.configs") / "kuairand_v1.toml"))
+
+
+def load_interactions(config: RunConfig | None = None) -> pa.Table:
     """All 41,828 rows with user features joined and derived context and history columns added."""
-    return build_features(read_rows())
+    return build_features(read_rows(), config)
 
 
 def read_rows() -> pa.Table:
@@ -49,14 +54,10 @@ def read_rows() -> pa.Table:
                           ).drop_columns([ROW])
 
 
-def build_features(rows: pa.Table) -> pa.Table:
-    """Context columns, then history features from strictly earlier days (see ``history``)."""
-    rows = add_context(rows)
-    labels = history_labels(rows)
-    rows = add_history_features(rows, ["user_id", "video_id", "user_length"], labels, "date",
-                                smoothing=SMOOTHING, counted=COUNTED_LABELS)
-    return add_history_features(rows, ["user_id"], labels, "date", smoothing=SMOOTHING,
-                                window=RECENT_DAYS, prefix="recent")
+def build_features(rows: pa.Table, config: RunConfig | None = None) -> pa.Table:
+    """Context columns, then the history features of ``config`` (the protocol's when it has no
+    ``[[history]]`` blocks), from strictly earlier days (see ``history``)."""
+    return add_history(add_context(rows), config if config and config.history else protocol_config())
 
 
 def add_context(rows: pa.Table) -> pa.Table:
@@ -77,21 +78,10 @@ def length_bucket(duration_ms: np.ndarray) -> np.ndarray:
     return np.where(seconds <= 0, 0, 1 + np.searchsorted([15.0, 30.0, 60.0, 180.0], seconds))
 
 
-def history_labels(rows: pa.Table) -> dict[str, np.ndarray]:
-    """The per-row outcomes whose past averages become features (only ever of earlier days)."""
-    labels = {name: rows[name].to_numpy().astype(np.float64) for name in HISTORY_LABELS}
-    play = rows["play_time_ms"].to_numpy().astype(np.float64)
-    duration = rows["duration_ms"].to_numpy().astype(np.float64)
-    labels["watch_time"] = np.log1p(play / 1000.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        labels["watch_ratio"] = np.where(duration > 0, np.minimum(play / duration, MAX_WATCH_RATIO),
-                                         np.nan)
-    return labels
-
-
-def load_splits() -> dict[str, pa.Table]:
-    """``train`` / ``valid`` / ``test`` by the protocol's dates."""
-    rows = load_interactions()
+def load_splits(config: RunConfig | None = None) -> dict[str, pa.Table]:
+    """``train`` / ``valid`` / ``test`` by the protocol's dates, with ``config``'s history
+    features (default: the protocol's)."""
+    rows = load_interactions(config)
     out = {}
     for split, (first, last) in SPLITS.items():
         mask = pc.and_(pc.greater_equal(rows["date"], first), pc.less_equal(rows["date"], last))
