@@ -95,7 +95,7 @@ def load_data(config: RunConfig) -> Data:
         raise ValueError("the benchmark config must be an MMoE config")
     if config.bias.position:
         raise ValueError("kuairand-sample v1 has no display position: keep [bias] empty")
-    tables = load_dataset(config.data.dataset)
+    tables = load_dataset(config.data.dataset, config)  # history as its [[history]] blocks say
     encoder = FeatureEncoder(config).fit(tables["train"])
     batches = {split: encoder.transform(table) for split, table in tables.items()}
     return Data(config, tables, encoder, batches)

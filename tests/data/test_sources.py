@@ -126,3 +126,13 @@ def test_a_bad_history_label_expression_names_its_key(tmp_path):
     raw["history_labels"] = {"watch": "watch_ms ** "}
     with pytest.raises(ConfigError, match="history_labels.watch: cannot parse"):
         load_splits(config_from_dict(raw))
+
+
+def test_train_and_build_service_read_the_same_data(tmp_path):
+    """``build-service`` without ``--train`` used to prefer data.train over data.dataset."""
+    from watchnext.serve.data import training_tables
+
+    cfg = _config(path=_log(tmp_path), valid_days="2024-03-06")
+    splits = load_splits(cfg)
+    train, valid = training_tables(cfg)
+    assert train.equals(splits["train"]) and valid.equals(splits["valid"])
