@@ -73,7 +73,8 @@ class FeatureSpec:
 
     @property
     def input_columns(self) -> tuple[str, ...]:
-        """The raw columns this feature reads; expressions are parsed by ``watchnext.data``."""
+        """The raw columns of a column or cross feature (an expression's names are found by
+        ``watchnext.data.encoder.feature_columns``, which parses it)."""
         return self.cross or (self.column or self.name,)
 
 
@@ -101,6 +102,7 @@ class HistorySpec:
         return 0 if window == ALL_DAYS else int(window)
 
     def tag(self, window: str) -> str:
+        """The middle part of this window's feature names."""
         return self.name or ("hist" if window == ALL_DAYS else f"last{window}d")
 
     def columns(self, window: str) -> list[str]:
