@@ -74,12 +74,13 @@ class ExtractionLayer(nn.Module):
         own = experts[:t * m_t].unflatten(0, (t, m_t))  # [T, m_t, N, d]
         shared = experts[t * m_t:]  # [m_s, N, d]
         gates = self._softmax(self.task_gates(gate_q if gate_q.dim() == 2 else gate_q[:t]))
-        q_tasks = (torch.einsum("tnm,tmnd->tnd", gates[..., :m_t], own)
-                   + torch.einsum("tns,snd->tnd", gates[..., m_t:], shared))  # [T, N, d]
+        weights = gates.permute(0, 2, 1).unsqueeze(-1)  # [T, m_t + m_s, N, 1]
+        # weighted sums as broadcast products: an einsum here runs N tiny matmuls per task
+        q_tasks = (weights[:, :m_t] * own).sum(1) + (weights[:, m_t:] * shared).sum(1)  # [T, N, d]
         if self.shared_gate is None:
             return q_tasks, gates, None
         shared_gate = self._softmax(self.shared_gate(gate_q if gate_q.dim() == 2 else gate_q[t]))
-        q_shared = torch.einsum("ng,gnd->nd", shared_gate, experts)
+        q_shared = (shared_gate.t().unsqueeze(-1) * experts).sum(0)  # [N, d]
         return torch.cat([q_tasks, q_shared.unsqueeze(0)]), gates, shared_gate
 
 
