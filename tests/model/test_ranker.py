@@ -138,3 +138,10 @@ def test_ple_gates_can_read_the_raw_input(config, impressions):
     assert first.shared_gate.in_features == model.inputs.out_dim
     assert second.task_gates.weights[0].shape[1] == 8  # later layers gate on the previous layer
     assert model(batch).gates.shape == (len(batch), 3, 3)
+
+
+def test_ple_without_a_shared_bottom_puts_experts_on_the_input(config, impressions):
+    model, batch = _model(config.replace(model={**PLE, "bottom_units": []}), impressions)
+    assert model.ple.layers[0].experts.weights[0].shape[1] == model.inputs.out_dim
+    assert multiplications(model)["bottom"] == 0
+    assert model(batch).logits.shape == (len(batch), 3)
