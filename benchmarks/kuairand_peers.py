@@ -5,6 +5,8 @@
 Models (rows of the table):
   * watchnext MMoE, the bundled config ``kuairand_v1``;
   * watchnext SharedBottom at the MMoE's multiplications per example (``match_cost``);
+  * watchnext PLE (two extraction layers, one expert per task, two shared) at the MMoE's
+    multiplications per example (expert width resized by ``match_cost``);
   * LightGBM, one model per task;
   * DeepCTR-Torch's ``MMOE`` (``pip install -e .[bench]``), trained on all seven tasks with the
     same per-task losses and loss weights as watchnext.
@@ -46,6 +48,7 @@ from watchnext.data.datasets import load_dataset
 from watchnext.data.encoder import FeatureEncoder
 from watchnext.evaluate.report import task_metrics
 from watchnext.evaluate.tables import markdown_table
+from watchnext.model.cost import match_cost, serving_cost
 from watchnext.workflows import bundled_config, equal_cost_pair
 
 KEY_TASKS = ("click", "long_view", "like")
@@ -128,8 +131,13 @@ def watchnext_grid(quick: bool) -> list[dict[str, Any]]:
             {"train": {"learning_rate": 1e-3, "max_epochs": 16}}]
 
 
+WATCHNEXT_ROWS = {"mmoe": "watchnext MMoE", "shared_bottom": "watchnext SharedBottom (equal mults)",
+                  "ple": "watchnext PLE (equal mults)"}
+PLE_SHAPE = {"kind": "ple", "ple_layers": 2, "task_experts": 1, "shared_experts": 2}
+
+
 def run_watchnext(data: Data, kind: str, quick: bool) -> Result:
-    """Fit the bundled config (MMoE, or SharedBottom resized to the MMoE's cost) per grid point."""
+    """Fit the bundled config (MMoE, or SharedBottom / PLE resized to the MMoE's cost) per grid point."""
     started = time.perf_counter()
     rankers, grid = [], []
     for overrides in watchnext_grid(quick):
@@ -137,6 +145,9 @@ def run_watchnext(data: Data, kind: str, quick: bool) -> Result:
         config = data.config.replace(**sections)
         if kind == "shared_bottom":
             config = equal_cost_pair(config, data.tables["train"])["SharedBottom"]
+        elif kind == "ple":
+            config = match_cost(config.replace(model=PLE_SHAPE), data.encoder,
+                                serving_cost(config, data.encoder))
         rankers.append(Ranker(config).fit(data.tables["train"], data.tables["valid"]))
         grid.append({"overrides": overrides, "model": asdict(config.model),
                      "best_epoch": rankers[-1].history[0].best_epoch + 1})
@@ -144,8 +155,7 @@ def run_watchnext(data: Data, kind: str, quick: bool) -> Result:
     for row, score in zip(grid, scores, strict=True):
         row["valid_score"] = round(score, 5)
     predict = _ranker_predict(rankers[best], data)
-    name = "watchnext MMoE" if kind == "mmoe" else "watchnext SharedBottom (equal mults)"
-    return Result(name, grid[best], metrics(data, "valid", predict("valid")),
+    return Result(WATCHNEXT_ROWS[kind], grid[best], metrics(data, "valid", predict("valid")),
                   metrics(data, "test", predict("test")), time.perf_counter() - started,
                   rankers[best].cost()["serving"], grid)
 
@@ -385,6 +395,7 @@ def _jsonable(value: Any) -> Any:
 RUNNERS: dict[str, tuple[str | None, Callable[[Data, bool], Result]]] = {
     "mmoe": (None, lambda data, quick: run_watchnext(data, "mmoe", quick)),
     "shared_bottom": (None, lambda data, quick: run_watchnext(data, "shared_bottom", quick)),
+    "ple": (None, lambda data, quick: run_watchnext(data, "ple", quick)),
     "lightgbm": ("lightgbm", run_lightgbm),
     "deepctr": ("deepctr_torch", run_deepctr),
 }

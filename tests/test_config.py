@@ -44,6 +44,11 @@ def _broken(mutate):
     (lambda r: r["model"].update(num_experts="four"), "model.num_experts"),
     (lambda r: r["model"].update(gate_dropout=1.5), "model.gate_dropout"),
     (lambda r: r["model"].update(kind="moe"), "model.kind"),
+    (lambda r: r["model"].update(kind="ple", shared_experts=0), "model.shared_experts"),
+    (lambda r: r["model"].update(kind="ple", task_experts=-1), "model.task_experts"),
+    (lambda r: r["model"].update(kind="ple", ple_layers=0), "model.ple_layers"),
+    (lambda r: r["model"].update(kind="ple", ple_layers=1.5), "model.ple_layers"),
+    (lambda r: r["model"].update(kind="shared_bottom", bottom_units=[]), "model.bottom_units"),
     (lambda r: r["tasks"][1].update(group="fun"), "tasks[1].group"),
     (lambda r: r["tasks"][0].pop("label"), "tasks[0].label"),
     (lambda r: r["features"][2].update(kind="text"), "features[2].kind"),
@@ -250,3 +255,10 @@ def test_a_config_with_both_sources_fails_in_the_cli(tmp_path):
     path.write_text(json.dumps(raw))
     result = CliRunner().invoke(app, ["train", str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "data.train" in result.output
+
+
+def test_ple_keys_load_and_allow_experts_on_the_input_layer():
+    raw = small_config_dict(kind="ple", ple_layers=3, task_experts=2, shared_experts=4,
+                            bottom_units=[])
+    m = config_from_dict(raw).model
+    assert (m.kind, m.ple_layers, m.task_experts, m.shared_experts) == ("ple", 3, 2, 4)

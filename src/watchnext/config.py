@@ -31,7 +31,7 @@ TaskType = Literal["binary", "regression"]
 TaskGroup = Literal["engagement", "satisfaction"]
 PositiveMap = Literal["exp", "softplus", "identity"]
 BiasMethod = Literal["shallow_tower", "adversarial"]
-ModelKind = Literal["mmoe", "shared_bottom"]
+ModelKind = Literal["mmoe", "shared_bottom", "ple"]
 GateInput = Literal["bottom", "input"]
 Precision = Literal["fp32", "bf16"]
 
@@ -155,11 +155,18 @@ class BiasSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Architecture: SharedBottom baseline or MMoE on a shared bottom layer."""
+    """Architecture: SharedBottom baseline, or MMoE or PLE on a shared bottom layer.
+
+    ``num_experts`` is MMoE's; PLE has ``ple_layers`` extraction layers, each with
+    ``task_experts`` experts per task and ``shared_experts`` shared ones (Tang et al., 2020).
+    """
 
     kind: ModelKind = "mmoe"
     bottom_units: tuple[int, ...] = (128,)
     num_experts: int = 8
+    ple_layers: int = 2
+    task_experts: int = 1
+    shared_experts: int = 1
     expert_units: tuple[int, ...] = (64,)
     gate_input: GateInput = "bottom"
     gate_dropout: float = 0.1
@@ -467,13 +474,16 @@ def _validate_model(m: ModelSpec) -> None:
     _probability(m.dropout, "model.dropout")
     if m.kind == "mmoe" and m.num_experts < 2:
         raise ConfigError(f"model.num_experts: MMoE needs at least 2 experts, got {m.num_experts}")
+    for name in ("ple_layers", "task_experts", "shared_experts"):
+        if getattr(m, name) < 1:
+            raise ConfigError(f"model.{name}: PLE needs at least 1, got {getattr(m, name)}")
     for name in ("bottom_units", "expert_units", "tower_units"):
         units = getattr(m, name)
         if name == "expert_units" and not units:
             raise ConfigError("model.expert_units: at least one layer is required")
-        if name == "bottom_units" and not units and m.kind != "mmoe":
+        if name == "bottom_units" and not units and m.kind == "shared_bottom":
             raise ConfigError("model.bottom_units: a shared_bottom model needs at least one layer "
-                              "([] is for MMoE: experts directly on the input layer)")
+                              "([] is for MMoE and PLE: experts directly on the input layer)")
         for i, u in enumerate(units):
             _positive(u, f"model.{name}[{i}]")
 

@@ -38,3 +38,14 @@ def test_predictions_do_not_depend_on_the_chunk_size(config, impressions):
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(chunked_gates, whole_gates, rtol=1e-5, atol=1e-6)
     assert predict_batch(ranker.model, batch, gates=False)[1] is None
+
+
+def test_ple_reports_expert_utilisation(config, impressions):
+    """PLE's gates (last layer: each task's own experts, then the shared ones) are reported too."""
+    ple = config.replace(model={"kind": "ple", "task_experts": 1, "shared_experts": 2},
+                         train={"max_epochs": 1})
+    report = Ranker(ple).fit(impressions).evaluate(impressions)
+    gates = report["experts"]["mean_gate"]
+    assert set(gates) == {"click", "watch", "like"}
+    assert all(len(row) == 3 and abs(sum(row) - 1) < 1e-3 for row in gates.values())
+    assert isinstance(report["experts"]["polarised_tasks"], list)

@@ -93,3 +93,55 @@ def test_gate_input_can_be_the_raw_input(config, impressions):
     model, batch = _model(config.replace(model={"gate_input": "input"}), impressions)
     assert model.mmoe.gates.in_features == model.inputs.out_dim
     assert model(batch).gates.shape == (len(batch), 3, 4)
+
+
+PLE = {"kind": "ple", "ple_layers": 2, "task_experts": 1, "shared_experts": 2}
+
+
+def test_ple_multiplications_count_by_hand(config, impressions):
+    model, batch = _model(config.replace(model=PLE), impressions)
+    assert model.mmoe is None and model.gate_width == 3
+    experts, own_and_shared = 3 * 1 + 2, 1 + 2  # T m_t + m_s; per task gate m_t + m_s
+    expected = {
+        "bottom": 14 * 16,
+        "experts": experts * 16 * 8 + experts * 8 * 8,  # layer 1 reads h (16), layer 2 reads q (8)
+        "gates": 16 * 3 * own_and_shared + 16 * experts + 8 * 3 * own_and_shared,  # no shared gate in 2
+        "mixing": (3 * own_and_shared * 8 + experts * 8) + 3 * own_and_shared * 8,
+        "towers": 3 * (8 * 4 + 4 * 1),
+    }
+    cost = multiplications(model)
+    assert {k: cost[k] for k in expected} == expected
+    assert cost["serving"] == sum(expected.values())
+    assert model(batch).gates.shape == (len(batch), 3, own_and_shared)
+
+
+def test_match_cost_resizes_ple_experts_to_the_mmoe_cost(config, impressions):
+    encoder = FeatureEncoder(config).fit(impressions)
+    mmoe = config.replace(model={"num_experts": 8, "expert_units": [32]})
+    target = multiplications(MultitaskRanker(mmoe, encoder))["serving"]
+    matched = match_cost(config.replace(model=PLE), encoder, target)
+    width = matched.model.expert_units[-1]
+    assert matched.model.kind == "ple" and width != config.model.expert_units[-1]
+
+    def error(w):
+        resized = matched.replace(model={"expert_units": [w]})
+        return abs(multiplications(MultitaskRanker(resized, encoder))["serving"] - target)
+
+    assert error(width) / target < 0.02
+    assert error(width) <= min(error(width - 1), error(width + 1))  # the closest width
+
+
+def test_ple_gates_can_read_the_raw_input(config, impressions):
+    model, batch = _model(config.replace(model={**PLE, "gate_input": "input"}), impressions)
+    first, second = model.ple.layers
+    assert first.task_gates.weights[0].shape[1] == model.inputs.out_dim
+    assert first.shared_gate.in_features == model.inputs.out_dim
+    assert second.task_gates.weights[0].shape[1] == 8  # later layers gate on the previous layer
+    assert model(batch).gates.shape == (len(batch), 3, 3)
+
+
+def test_ple_without_a_shared_bottom_puts_experts_on_the_input(config, impressions):
+    model, batch = _model(config.replace(model={**PLE, "bottom_units": []}), impressions)
+    assert model.ple.layers[0].experts.weights[0].shape[1] == model.inputs.out_dim
+    assert multiplications(model)["bottom"] == 0
+    assert model(batch).logits.shape == (len(batch), 3)

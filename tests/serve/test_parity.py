@@ -78,6 +78,7 @@ def test_serving_graph_equals_the_core_api(backends, serving):
     {"kind": "mmoe", "gate_input": "bottom"},
     {"kind": "mmoe", "gate_input": "input", "expert_units": [16, 8], "bottom_units": [32, 24]},
     {"kind": "shared_bottom", "bottom_units": [32, 16]},
+    {"kind": "ple", "gate_input": "input", "ple_layers": 2, "task_experts": 1, "shared_experts": 2},
 ])
 def test_export_graph_equals_the_reference(tmp_path, logs, model):
     """The re-expressed export graph computes exactly the model's own forward."""

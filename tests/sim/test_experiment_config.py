@@ -40,6 +40,14 @@ def test_table2_arms_are_the_four_position_bias_methods():
     assert len(position_input) == 1 and configs["position_feature"].bias.position == ""
 
 
+def test_table1_has_a_ple_arm_at_the_cost_of_mmoe_with_4_experts():
+    experiment = load_experiment(CONFIGS / "experiment_table1.toml")
+    arms = {a.name: a for a in experiment.config.arms}
+    ple = run_config(experiment.ranker, arms["ple_1x"]).model
+    assert (ple.kind, ple.ple_layers, ple.task_experts, ple.shared_experts) == ("ple", 2, 1, 2)
+    assert arms["ple_1x"].cost == arms["mmoe_4_experts_1x"].cost == 1.0
+
+
 def _set(path: str, value):
     def mutate(raw: dict) -> None:
         keys = path.replace("]", "").replace("[", ".").split(".")

@@ -19,7 +19,7 @@ POLARISED = 0.9  # a gate that puts this much mean weight on one expert has coll
 @torch.inference_mode()
 def predict_batch(model: MultitaskRanker, batch: Batch, serving: bool = True,
                   chunk_size: int = 16384, gates: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per-task predictions ``[N, T]`` and, for MMoE with ``gates``, the gate weights ``[N, T, E]``.
+    """Per-task predictions ``[N, T]`` and, for MMoE/PLE with ``gates``, the gate weights ``[N, T, E]``.
 
     The outputs are allocated once, before the loop: results kept chunk by chunk would sit
     between the freed activations of later chunks and fragment the heap, which grows RSS with
@@ -28,7 +28,7 @@ def predict_batch(model: MultitaskRanker, batch: Batch, serving: bool = True,
     model.eval()
     n, tasks = len(batch), len(model.is_binary)
     preds = torch.empty(n, tasks)
-    weights = torch.empty(n, tasks, model.mmoe.num_experts) if gates and model.mmoe else None
+    weights = torch.empty(n, tasks, model.gate_width) if gates and model.gate_width else None
     for start in range(0, n, chunk_size):
         out = model(batch.slice(start, start + chunk_size), serving=serving)
         stop = start + len(out.logits)

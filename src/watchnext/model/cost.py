@@ -24,7 +24,9 @@ def multiplications(model: MultitaskRanker) -> dict[str, int]:
     """Multiplications per example by part. ``serving`` excludes the training-only shallow tower.
 
     Embedding lookups and additions are free; a linear layer costs in x out; MMoE adds the
-    gates (gate_dim x T x E) and the mixing (T x E x d).
+    gates (gate_dim x T x E) and the mixing (T x E x d); PLE, per extraction layer, the task gates
+    (gate_dim x T x (m_t + m_s)), the shared gate below the last layer (gate_dim x (T m_t + m_s))
+    and the mixing each of them does.
     """
     parts = {"bottom": _linear_mults(model.bottom)}
     if model.mmoe is not None:
@@ -32,6 +34,12 @@ def multiplications(model: MultitaskRanker) -> dict[str, int]:
         parts["experts"] = _linear_mults(mmoe.experts)
         parts["gates"] = _linear_mults(mmoe.gates)
         parts["mixing"] = mmoe.num_tasks * mmoe.num_experts * mmoe.out_dim
+    if model.ple is not None:
+        layers = model.ple.layers
+        parts["experts"] = sum(_linear_mults(layer.experts) for layer in layers)
+        parts["gates"] = sum(_linear_mults(gate) for layer in layers
+                             for gate in (layer.task_gates, layer.shared_gate) if gate is not None)
+        parts["mixing"] = sum(layer.mixing_multiplications for layer in layers)
     parts["towers"] = _linear_mults(model.towers)
     parts["serving"] = sum(parts.values())
     parts["shallow_tower"] = _linear_mults(model.shallow_tower) if model.shallow_tower else 0
@@ -45,8 +53,9 @@ def serving_cost(config: RunConfig, encoder: FeatureEncoder) -> int:
 def match_cost(config: RunConfig, encoder: FeatureEncoder, target: int) -> RunConfig:
     """Resize ``config``'s model to about ``target`` multiplications per example.
 
-    SharedBottom widens its last bottom layer; MMoE resizes its experts' last layer. Cost grows
-    monotonically with that width, so a bisection finds the closest width.
+    SharedBottom widens its last bottom layer; MMoE and PLE resize their experts' last layer (in
+    PLE, of every extraction layer). Cost grows monotonically with that width, so a bisection
+    finds the closest width.
     """
     field = "bottom_units" if config.model.kind == "shared_bottom" else "expert_units"
     units = getattr(config.model, field)

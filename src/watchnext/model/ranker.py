@@ -2,7 +2,7 @@
 
     x      = InputLayer(ids, dense)                  embeddings + numeric features
     h      = SharedBottom(x)                         one shared hidden layer, narrower than x
-    f_k    = MMoE(h)_k                               (SharedBottom baseline: f_k = h)
+    f_k    = MMoE(h)_k  or  PLE(h)_k                 (SharedBottom baseline: f_k = h)
     z_k    = Tower_k(f_k)                            one logit (or regression value) per task
     z_k   += ShallowTower(position, device)_k        engagement tasks only
     p_k    = sigmoid(z_k) for binary tasks, z_k for regression
@@ -22,6 +22,7 @@ from watchnext.model.adversarial import PositionAdversary
 from watchnext.model.inputs import InputLayer
 from watchnext.model.layers import GroupedMLP, mlp
 from watchnext.model.mmoe import MMoE
+from watchnext.model.ple import PLE
 from watchnext.model.shallow_tower import ShallowTower
 
 
@@ -29,13 +30,13 @@ from watchnext.model.shallow_tower import ShallowTower
 class RankerOutput:
     logits: torch.Tensor  # [N, T] after the bias is added (what the losses see)
     main_logits: torch.Tensor  # [N, T] the main model alone: the unbiased utility
-    gates: torch.Tensor | None  # [N, T, E] for MMoE
+    gates: torch.Tensor | None  # [N, T, E] for MMoE; PLE: the last layer's, own experts first
     bias: torch.Tensor | None  # [N, n_engagement] shallow-tower logits
     position_logits: torch.Tensor | None = None  # [N, max_position + 1] adversary (training only)
 
 
 class MultitaskRanker(nn.Module):
-    """SharedBottom or MMoE ranker with an optional shallow tower for selection bias."""
+    """SharedBottom, MMoE or PLE ranker with an optional shallow tower for selection bias."""
 
     def __init__(self, config: RunConfig, encoder: FeatureEncoder, sparse: bool = False):
         super().__init__()
@@ -46,13 +47,18 @@ class MultitaskRanker(nn.Module):
         # bottom_units = []: no shared bottom, experts and gates sit on the input layer itself
         bottom_dim = m.bottom_units[-1] if m.bottom_units else self.inputs.out_dim
         self.mmoe: MMoE | None = None
+        self.ple: PLE | None = None
         tower_in = bottom_dim
+        self.gate_from_input = m.kind != "shared_bottom" and m.gate_input == "input"
+        gate_dim = self.inputs.out_dim if self.gate_from_input else bottom_dim
         if m.kind == "mmoe":
-            gate_dim = bottom_dim if m.gate_input == "bottom" else self.inputs.out_dim
-            self.gate_from_input = m.gate_input == "input"
             self.mmoe = MMoE(bottom_dim, gate_dim, m.num_experts, len(tasks), m.expert_units,
                              m.gate_dropout)
             tower_in = self.mmoe.out_dim
+        elif m.kind == "ple":
+            self.ple = PLE(bottom_dim, gate_dim, len(tasks), m.task_experts, m.shared_experts,
+                           m.ple_layers, m.expert_units, m.gate_dropout)
+            tower_in = self.ple.out_dim
         self.towers = GroupedMLP(len(tasks), tower_in, (*m.tower_units, 1), final_relu=False)
         self.register_buffer("is_binary", torch.tensor([t.type == "binary" for t in tasks]))
         engagement = [i for i, t in enumerate(tasks) if t.group == "engagement"]
@@ -76,6 +82,8 @@ class MultitaskRanker(nn.Module):
         gates = None
         if self.mmoe is not None:
             features, gates = self.mmoe(h, x if self.gate_from_input else h)
+        elif self.ple is not None:
+            features, gates = self.ple(h, x if self.gate_from_input else h)
         else:
             features = h
         main_logits = self.towers(features).squeeze(-1).transpose(0, 1)  # [N, T]
@@ -86,6 +94,13 @@ class MultitaskRanker(nn.Module):
             logits = main_logits.index_add(1, self.engagement_index, bias)
         position_logits = self.adversary(h) if self.adversary is not None else None
         return RankerOutput(logits, main_logits, gates, bias, position_logits)
+
+    @property
+    def gate_width(self) -> int:
+        """How many experts each task's reported gate weighs (0 for SharedBottom, which has none)."""
+        if self.mmoe is not None:
+            return self.mmoe.num_experts
+        return self.ple.gate_width if self.ple is not None else 0
 
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         """Per-task predictions: probabilities for binary tasks, values for regression."""

@@ -137,12 +137,14 @@ class ExportGraph(ServingGraph):
                       labels=dense[:, :0], users=None, requests=None)
         x = self._inputs(batch)
         h = self._bottom(x)
+        gate_x = x.index_select(1, torch.argsort(self.perm)) if model.gate_from_input else h
         if self.fused:
             mmoe = model.mmoe
-            gate_x = x.index_select(1, torch.argsort(self.perm)) if model.gate_from_input else h
             gates = torch.softmax(mmoe.gates(gate_x).view(-1, mmoe.num_tasks, mmoe.num_experts),
                                   dim=-1)  # [N, T, E]
             features = torch.matmul(gates, self._experts(h)).transpose(0, 1)  # [T, N, d]
+        elif model.ple is not None:
+            features, _ = model.ple(h, gate_x)
         else:
             features = h
         logits = model.towers(features).squeeze(-1).transpose(0, 1)  # [N, T]
