@@ -26,7 +26,8 @@ from watchnext.data.batch import Batch
 from watchnext.data.encoder import FeatureEncoder
 from watchnext.data.errors import DataError
 from watchnext.data.io import read_tables, where
-from watchnext.evaluate.report import evaluate, predict_batch
+from watchnext.evaluate import schema
+from watchnext.evaluate.report import evaluate, position_bias, predict_batch
 from watchnext.model.cost import multiplications
 from watchnext.model.ranker import MultitaskRanker
 from watchnext.model.score import combined_score
@@ -184,6 +185,22 @@ class Ranker:
         report["cost"] = self.cost()
         report["model"] = self.config.model.kind
         return report
+
+    def model_report(self, evaluations: Mapping[str, schema.Evaluation] | None = None,
+                     seconds: float | None = None) -> schema.ModelReport:
+        """This model's entry in the report schema (``watchnext.evaluate.schema``): what it is,
+        what it costs, its learned bias and training history (none needs data), and
+        ``evaluations`` as given (``schema.evaluation(self.evaluate(table), "test split")``)."""
+        self._check_fitted()
+        c = self.config
+        histories = [h for h in self.history if h.train]
+        return schema.ModelReport(
+            name=c.name, kind=c.model.kind, devices=self.devices, cost=self.cost(),
+            tasks=[{"name": t.name, "type": t.type, "group": t.group, "exponent": t.exponent}
+                   for t in c.tasks],
+            position_bias=position_bias(c, self.model, self.devices),
+            training=schema.training(histories, c.train.max_epochs, seconds) if histories else None,
+            evaluations=dict(evaluations or {}))
 
     def cost(self) -> dict[str, int]:
         self._check_fitted()

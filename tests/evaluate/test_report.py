@@ -38,3 +38,14 @@ def test_predictions_do_not_depend_on_the_chunk_size(config, impressions):
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(chunked_gates, whole_gates, rtol=1e-5, atol=1e-6)
     assert predict_batch(ranker.model, batch, gates=False)[1] is None
+
+
+def test_metrics_in_serving_mode_and_with_positions(config, impressions):
+    ranker = Ranker(config.replace(train={"max_epochs": 2})).fit(impressions)
+    report = ranker.evaluate(impressions)
+    serving, logged = report["tasks"], report["tasks_with_position"]
+    assert serving["click"]["logloss"] != logged["click"]["logloss"]  # the tower's bias differs
+    assert serving["like"] == logged["like"]  # satisfaction tasks get no position bias
+    no_tower = Ranker(config.replace(bias={"method": "adversarial"}, train={"max_epochs": 1})).fit(
+        impressions).evaluate(impressions)
+    assert no_tower["tasks"] == no_tower["tasks_with_position"]
