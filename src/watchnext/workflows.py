@@ -70,7 +70,8 @@ def train(config_path: str | Path, out: str | Path, *, sequential: bool = False,
 
 
 def evaluate(model_dir: str | Path, data: list[Path] | None = None) -> schema.Report:
-    """Evaluate a saved model on files (``data``), or on its config's test split (``test``)."""
+    """Evaluate a saved model on files (``data``), or on its config's test split (``test``); the
+    training history comes from the ``metrics.json`` that ``train`` left beside the model."""
     ranker = Ranker.load(model_dir)
     if data:
         name, label = "data", ", ".join(str(p) for p in data)
@@ -79,8 +80,9 @@ def evaluate(model_dir: str | Path, data: list[Path] | None = None) -> schema.Re
         name, label, table = "test", "test split", load_splits(ranker.config).get("test")
         if table is None:
             raise ConfigError("data.test: the config has no test split; pass --data FILES")
-    evaluations = {name: schema.evaluation(ranker.evaluate(table), label)}
-    return schema.Report("evaluate", {ranker.config.name: ranker.model_report(evaluations)})
+    model = ranker.model_report({name: schema.evaluation(ranker.evaluate(table), label)})
+    model.training = _saved_training(Path(model_dir).parent / "metrics.json", model.name)
+    return schema.Report("evaluate", {ranker.config.name: model})
 
 
 def inspect(model_dir: str | Path, data: list[Path] | None = None) -> schema.Report:
