@@ -5,7 +5,8 @@ Four pictures, each drawn only when the report holds what it needs: training cur
 position bias per device, and the per-task metrics of every model side by side, in serving mode
 and with positions. Images are PNG data URIs, so the page is one file that opens anywhere,
 offline. Figures are drawn with Matplotlib's object API on an Agg canvas: no pyplot, no backend
-switch, nothing process-wide.
+switch, nothing process-wide; Matplotlib is imported only when a picture is drawn (not by
+every ``watchnext`` command).
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ import html
 import io
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from watchnext.artifacts.atomic import write_bytes_atomic
 from watchnext.evaluate import tables
 from watchnext.evaluate.schema import ModelReport, Report
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DPI = 100
 PANEL = (3.6, 2.8)  # inches per subplot
@@ -99,12 +101,16 @@ def _splits(report: Report) -> list[str]:
 
 
 def png(figure: Figure) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     buffer = io.BytesIO()
     FigureCanvasAgg(figure).print_png(buffer)
     return buffer.getvalue()
 
 
 def _grid(n: int, columns: int = 4) -> tuple[Figure, list[Any]]:
+    from matplotlib.figure import Figure
+
     cols = min(n, columns)
     rows = (n + cols - 1) // cols
     figure = Figure(figsize=(PANEL[0] * cols, PANEL[1] * rows), dpi=DPI, layout="constrained")
