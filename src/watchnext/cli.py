@@ -94,8 +94,6 @@ def inspect(
         console.print(", ".join(f"{k}={v:,}" for k, v in cost.items()))
         tables.show(console, "tasks and score exponents", ["task", "type", "group", "exponent"],
                     [[t["name"], t["type"], t["group"], f"{t['exponent']:g}"] for t in model.tasks])
-        if model.training is not None:
-            console.print(f"kept epoch: {model.training.kept_epoch}")
     _print_report(report)
 
 
@@ -157,7 +155,7 @@ def demo(
                             log=_log_console(json_out).print)
     if _emit_json(result["report"], json_out):
         return
-    _print_report(result["report"], "kuairand-sample v1, ")
+    _print_report(result["report"])
     header, rows = result["open_bandit_rows"]
     tables.show(console, "open-bandit-small: learned bias vs random-policy click rate", header, rows)
     console.print(f"reports: {result['report_path']}, {out / 'report.json'}, {result['html']}")
@@ -203,21 +201,25 @@ def _exponents(pairs: list[str] | None) -> dict[str, float] | None:
     return parsed
 
 
-def _print_report(report: schema.Report, title_prefix: str = "") -> None:
+def _print_report(report: schema.Report) -> None:
     """Per split: the metrics table; per model: training history, NDCG, gates and the bias."""
     splits = list(dict.fromkeys(s for m in report.models.values() for s in m.evaluations))
     for split in splits:
         header, rows = tables.metrics_rows(report.models, split)
         data = next(m.evaluations[split].data for m in report.models.values()
                     if split in m.evaluations)
-        tables.show(console, f"{title_prefix}{data}: task metrics (serving = position treated as "
+        tables.show(console, f"{data}: task metrics (serving = position treated as "
                              "missing; with position = logged slot's bias added)", header, rows)
     for name, model in report.models.items():
-        if model.training is not None and report.command != "inspect":
-            header, rows = tables.history_rows(model.training)
+        training = model.training
+        if training is not None and report.command == "train":
+            header, rows = tables.history_rows(training)
             if rows:
                 tables.show(console, f"{name}: training losses per epoch (* = kept epoch "
-                                     f"{model.training.kept_epoch})", header, rows)
+                                     f"{training.kept_epoch})", header, rows)
+        elif training is not None:
+            console.print(f"{name}: kept epoch {training.kept_epoch} of {training.epochs_run}"
+                          f"{' (stopped early)' if training.stopped_early else ''}")
         for evaluation in model.evaluations.values():
             ndcg = {k: v for k, v in evaluation.ndcg_at_k.items() if k != "k"}
             if ndcg:

@@ -165,26 +165,36 @@ def demo(out: str | Path, progress: bool = True, log: Log = print) -> dict[str, 
         started = time.perf_counter()
         ranker = Ranker(cfg, log=log).fit(splits["train"], splits["valid"])
         seconds = round(time.perf_counter() - started, 1)
-        evaluations = {"test": schema.evaluation(ranker.evaluate(splits["test"]), "test split")}
+        evaluations = {"test": schema.evaluation(ranker.evaluate(splits["test"]),
+                                                 "kuairand-sample v1 test split (2022-04-19..21)")}
         models[name] = ranker.model_report(evaluations, seconds)
         ranker.save(out / name)
     bandit = open_bandit_bias(progress=progress, log=log)
-    report = schema.Report("demo", models, extra={"open_bandit": _jsonable(bandit)})
+    models["OpenBandit"] = bandit["model"]
+    extra = {k: v for k, v in bandit.items() if k != "model"}
+    report = schema.Report("demo", models, extra={"open_bandit": _jsonable(extra)})
     report_path = write_demo_report(out, report, bandit)
     return {"report": report, "open_bandit": bandit, "open_bandit_rows": open_bandit_rows(bandit),
             "report_path": report_path, "html": out / "report.html"}
 
 
 def open_bandit_bias(progress: bool = True, log: Log = print) -> dict[str, Any]:
-    """Train on the Thompson-sampling log; compare the learned bias to the random log's CTRs."""
+    """Train on the Thompson-sampling log; compare the learned bias to the random log's CTRs.
+
+    ``model`` is the trained model's report entry (evaluated on the random log).
+    """
     config = load_config(bundled_config("open_bandit")).replace(train={"progress": progress})
     splits = load_splits(config)
     log("[bold]training on open-bandit-small (bts), checking against the random log[/]")
+    started = time.perf_counter()
     ranker = Ranker(config, log=log).fit(splits["train"], splits["valid"])
+    seconds = round(time.perf_counter() - started, 1)
     report = ranker.evaluate(splits["test"])
     curve = next(iter(report["position_bias"]["click"].values()))
+    model = ranker.model_report({"random_log": schema.evaluation(report, "uniform-random log")},
+                                seconds)
     return {"learned_bias": curve, "random_click_rate": open_bandit.click_rate_by_position(
-        splits["test"]), "test_auc": report["tasks"]["click"]["auc"]}
+        splits["test"]), "test_auc": report["tasks"]["click"]["auc"], "model": model}
 
 
 def open_bandit_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

@@ -121,15 +121,20 @@ def _grid(n: int, columns: int = 4) -> tuple[Figure, list[Any]]:
 
 
 def training_figure(report: Report) -> Figure | None:
-    """Train (solid) and validation (dotted) loss per task and model, by epoch."""
+    """Train (solid) and validation (dotted) loss per task, one line pair per model, by epoch."""
     trained = {n: m for n, m in report.models.items() if m.training and m.training.history}
     if not trained:
         return None
-    tasks = list(dict.fromkeys(t for m in trained.values()
-                               for t in m.training.history[0].train_loss))
-    figure, axes = _grid(len(tasks))
-    for ax, task in zip(axes, tasks, strict=True):
-        for i, (name, model) in enumerate(trained.items()):
+    panels: dict[str, list[tuple[int, str, ModelReport, str]]] = {}
+    first = list(next(iter(trained.values())).training.history[0].train_loss)
+    for i, (name, model) in enumerate(trained.items()):
+        tasks = list(model.training.history[0].train_loss)
+        for task in tasks:  # models with other tasks (the demo's Open Bandit) get own panels
+            panels.setdefault(task if tasks == first else f"{name}: {task}", []).append(
+                (i, name, model, task))
+    figure, axes = _grid(len(panels))
+    for ax, (title, lines) in zip(axes, panels.items(), strict=True):
+        for i, name, model, task in lines:
             history = model.training.history
             x = np.arange(1, len(history) + 1)
             color = f"C{i}"
@@ -141,8 +146,8 @@ def training_figure(report: Report) -> Figure | None:
             kept = _kept_index(model)
             if kept is not None:
                 ax.axvline(kept, color=color, linestyle="--", linewidth=0.8)
-        ax.set_title(task)
-        ax.set_xlabel("epoch" if len(trained) == 1 and not _chunked(trained) else "epoch (all)")
+        ax.set_title(title)
+        ax.set_xlabel("epoch (all chunks)" if _chunked(trained) else "epoch")
         ax.set_ylabel("loss")
     axes[0].legend(fontsize=7)
     return figure
