@@ -174,6 +174,14 @@ def test_report_renders_a_saved_report_and_refuses_others(trained, tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [
         "bias.png", "experts.png", "metrics.png", "training.png"]
+    result = runner.invoke(app, ["report", str(run / "out" / "metrics.json"), "--out",
+                                 str(tmp_path / "r.html"), "--png-dir", str(tmp_path / "one"),
+                                 "--figure", "bias"])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["bias.png"]
+    result = runner.invoke(app, ["report", str(run / "out" / "metrics.json"), "--out",
+                                 str(tmp_path / "r.html"), "--figure", "curves"])
+    assert result.exit_code == 2 and "no picture called 'curves'" in result.output
     (tmp_path / "old.json").write_text(json.dumps({"valid": {}, "test": {}}))
     result = runner.invoke(app, ["report", str(tmp_path / "old.json"), "--out",
                                  str(tmp_path / "x.html")])

@@ -134,13 +134,18 @@ def report(
                                                  "or the demo's report.json."),
     out: Path = typer.Option(..., help="The HTML file to write."),
     png_dir: Path = typer.Option(None, help="Also write each picture as NAME.png in this folder."),
+    figure: list[str] = typer.Option(None, help="With --png-dir: only this picture (repeatable): "
+                                                "training, metrics, experts, bias."),
 ) -> None:
     """Render a JSON report as HTML (and PNG pictures): checks the report schema on the way."""
     try:
         loaded = schema.Report.from_json(json.loads(report_json.read_text()))
     except (OSError, ValueError) as exc:
         _fail(ValueError(f"{report_json}: {exc}"))
-    path = html.write_html(out, loaded, png_dir)
+    try:
+        path = html.write_html(out, loaded, png_dir, only=figure or ())
+    except ValueError as exc:
+        _fail(exc)
     console.print(f"report: {path}" + (f", pictures in {png_dir}" if png_dir else ""))
 
 

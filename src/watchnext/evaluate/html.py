@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,12 +48,21 @@ def figures(report: Report) -> dict[str, tuple[str, bytes]]:
     return out
 
 
-def write_html(path: str | Path, report: Report, png_dir: str | Path | None = None) -> Path:
-    """Write the page (atomically); with ``png_dir``, also every picture as NAME.png there."""
+FIGURES = ("training", "metrics", "experts", "bias")
+
+
+def write_html(path: str | Path, report: Report, png_dir: str | Path | None = None,
+               only: Sequence[str] = ()) -> Path:
+    """Write the page (atomically); with ``png_dir``, also the pictures as NAME.png there (all,
+    or the ``only`` ones)."""
+    unknown = sorted(set(only) - set(FIGURES))
+    if unknown:
+        raise ValueError(f"no picture called {unknown[0]!r} (pictures: {', '.join(FIGURES)})")
     pictures = figures(report)
     if png_dir is not None:
         for name, (_, data) in pictures.items():
-            write_bytes_atomic(Path(png_dir) / f"{name}.png", data)
+            if not only or name in only:
+                write_bytes_atomic(Path(png_dir) / f"{name}.png", data)
     path = Path(path)
     write_bytes_atomic(path, page(report, pictures).encode())
     return path
@@ -126,10 +135,13 @@ def training_figure(report: Report) -> Figure | None:
     if not trained:
         return None
     panels: dict[str, list[tuple[int, str, ModelReport, str]]] = {}
-    first = list(next(iter(trained.values())).training.history[0].train_loss)
+    first = None
     for i, (name, model) in enumerate(trained.items()):
         tasks = list(model.training.history[0].train_loss)
+        if len(tasks) == 2:  # one task: its "total" is the same curve
+            tasks = [t for t in tasks if t != "total"]
         for task in tasks:  # models with other tasks (the demo's Open Bandit) get own panels
+            first = first or tasks
             panels.setdefault(task if tasks == first else f"{name}: {task}", []).append(
                 (i, name, model, task))
     figure, axes = _grid(len(panels))
@@ -146,11 +158,22 @@ def training_figure(report: Report) -> Figure | None:
             kept = _kept_index(model)
             if kept is not None:
                 ax.axvline(kept, color=color, linestyle="--", linewidth=0.8)
+        _zoom_past_first_epoch(ax, lines)
         ax.set_title(title)
         ax.set_xlabel("epoch (all chunks)" if _chunked(trained) else "epoch")
         ax.set_ylabel("loss")
     axes[0].legend(fontsize=7)
     return figure
+
+
+def _zoom_past_first_epoch(ax: Any, lines: list[tuple[int, str, ModelReport, str]]) -> None:
+    """Fit the y axis to epochs 2+: the first epoch's loss, far above, would flatten the rest
+    (it is drawn off the top of the panel)."""
+    values = [v for _, _, model, task in lines for e in model.training.history[1:]
+              for v in (e.train_loss.get(task), (e.valid_loss or {}).get(task)) if v is not None]
+    if len(values) > 1 and max(values) > min(values):
+        pad = 0.1 * (max(values) - min(values))
+        ax.set_ylim(min(values) - pad, max(values) + pad)
 
 
 def metrics_figure(report: Report) -> Figure | None:
@@ -212,6 +235,8 @@ def experts_figure(report: Report) -> Figure | None:
 
 def bias_figure(report: Report) -> Figure | None:
     """The learned bias logit by position, one line per device, one panel per task and model."""
+    from matplotlib.ticker import MaxNLocator
+
     panels = [(f"{name}: {task}", curves) for name, model in report.models.items()
               for task, curves in bias_curves(model.position_bias).items() if curves]
     if not panels:
@@ -221,7 +246,8 @@ def bias_figure(report: Report) -> Figure | None:
         for device, points in curves.items():
             positions = sorted(points)
             ax.plot(positions, [points[p] for p in positions], marker="o", markersize=3,
-                    label=device)
+                    label="all (no device column)" if device == "<missing>" else device)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.set_xlabel("position (1 = top)")
         ax.set_ylabel("bias logit")
