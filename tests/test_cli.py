@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -30,26 +34,158 @@ def _write_run(tmp_path, **changes):
 
 
 def test_every_command_has_help():
-    for command in ("train", "evaluate", "inspect", "demo"):
+    for command in ("train", "evaluate", "inspect", "score", "report", "demo"):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0, result.output
         assert "Usage" in result.output
 
 
-def test_train_evaluate_inspect(tmp_path):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One training run shared by the command tests: (folder, train command output)."""
+    tmp_path = tmp_path_factory.mktemp("run")
     config = _write_run(tmp_path)
     result = runner.invoke(app, ["train", str(config), "--out", str(tmp_path / "out"), "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "click" in result.output and "multiplications" in result.output
+    return tmp_path, result.output
+
+
+def test_train_writes_one_schema_report_and_html(trained):
+    tmp_path, output = trained
+    assert "click" in output and "multiplications" in output and "kept epoch" in output
+    assert "…" not in output  # CliRunner is not a terminal: Markdown tables, nothing cut
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["test"]["tasks"]["click"]["auc"] > 0.5
+    assert metrics["schema"] == "watchnext.report/1" and metrics["command"] == "train"
+    model = metrics["models"]["synthetic"]
+    test = model["evaluations"]["test"]
+    assert test["serving"]["click"]["auc"] > 0.5
+    assert test["with_position"]["click"]["auc"] != test["serving"]["click"]["auc"]
+    assert test["with_position"]["like"] == test["serving"]["like"]  # satisfaction: no tower
+    training = model["training"]
+    assert 1 <= training["kept_epoch"] <= training["epochs_run"] == len(training["history"])
+    kept = training["history"][training["kept_epoch"] - 1]["valid_loss"]["total"]
+    assert kept == min(e["valid_loss"]["total"] for e in training["history"])
+    assert f"{kept:.6g}" in output  # the table shows losses to 6 significant digits
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert page.count("<img src=\"data:image/png;base64,") == 4
+
+
+def test_evaluate_json_beside_html_and_to_stdout(trained):
+    tmp_path, _ = trained
     model = tmp_path / "out" / "model"
     result = runner.invoke(app, ["evaluate", str(model), "--json", str(tmp_path / "e.json")])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "e.json").read_text())["rows"] == 2000
-    result = runner.invoke(app, ["inspect", str(model)])
+    assert "…" not in result.output and "with position" in result.output
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["models"]["synthetic"]["evaluations"]["test"]["rows"] == 2000
+    assert "<img" in (tmp_path / "e.html").read_text()
+    printed = runner.invoke(app, ["evaluate", str(model), "--json", "-"])
+    assert printed.exit_code == 0
+    assert json.loads(printed.stdout) == report  # stdout holds the JSON and nothing else
+
+
+def test_inspect_needs_no_data(trained, tmp_path):
+    run, _ = trained
+    model = tmp_path / "run" / "model"  # a copy whose config's data files do not exist
+    import shutil
+
+    shutil.copytree(run / "out" / "model", model)
+    shutil.copy(run / "out" / "metrics.json", tmp_path / "run" / "metrics.json")
+    result = runner.invoke(app, ["inspect", str(model), "--json", str(tmp_path / "i.json")])
     assert result.exit_code == 0, result.output
     assert "multiplications per example" in result.output and "position bias" in result.output
+    assert "…" not in result.output
+    report = json.loads((tmp_path / "i.json").read_text())
+    inspected = report["models"]["synthetic"]
+    assert report["command"] == "inspect" and inspected["evaluations"] == {}
+    assert set(inspected["position_bias"]) == {"click", "watch"}
+    assert inspected["training"]["kept_epoch"] >= 1  # from metrics.json beside the model
+    for value in inspected["position_bias"]["click"]["tv"][1:]:
+        assert f"{value:+.3f}" in result.output  # every cell in full
+
+
+def test_piped_output_is_never_cut(trained):
+    """A real pipe at 80 columns: the wide bias table arrives whole, as Markdown."""
+    tmp_path, _ = trained
+    env = {**os.environ, "COLUMNS": "80", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    for command in (["inspect"], ["evaluate"]):
+        done = subprocess.run([sys.executable, "-m", "watchnext.cli", *command,
+                               str(tmp_path / "out" / "model")], capture_output=True, text=True,
+                              env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "…" not in done.stdout
+        assert "| position | click <oov> |" in done.stdout and "| watch tv |" in done.stdout
+
+
+def test_score_a_candidates_only_table(trained, tmp_path):
+    run, _ = trained
+    model = run / "out" / "model"
+    test = pq.read_table(run / "test.parquet")
+    pq.write_table(test.drop_columns(["is_click", "is_like", "watch_ms", "position", "request_id"]),
+                   tmp_path / "candidates.parquet")
+    out = tmp_path / "scores.parquet"
+    result = runner.invoke(app, ["score", str(model), "--data", str(tmp_path / "candidates.parquet"),
+                                 "--out", str(out), "--keep", "video_id", "--json",
+                                 str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output and "serving mode" in result.output
+    scores = pq.read_table(out)
+    assert scores.column_names == ["user_id", "day", "video_id", "click", "watch", "like", "score"]
+    assert scores["video_id"].to_pylist() == test["video_id"].to_pylist()  # row order kept
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["rows"] == 2000 and summary["exponents"] == {"click": 1, "watch": 0.5, "like": 1}
+
+    clicks = tmp_path / "clicks.parquet"
+    result = runner.invoke(app, ["score", str(model), "--data", str(tmp_path / "candidates.parquet"),
+                                 "--out", str(clicks), "--exponent", "watch=0", "--exponent",
+                                 "like=0"])
+    assert result.exit_code == 0, result.output
+    only = pq.read_table(clicks)
+    assert only["score"].to_pylist() == pytest.approx(only["click"].to_pylist(), rel=1e-5)
+
+    logged = tmp_path / "logged.parquet"
+    result = runner.invoke(app, ["score", str(model), "--data", str(run / "test.parquet"),
+                                 "--out", str(logged), "--with-position"])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(logged)["click"].to_pylist() != scores["click"].to_pylist()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--with-position"], "column 'position'"),
+    (["--exponent", "likes=1"], "unknown task 'likes'"),
+    (["--exponent", "like"], "expected TASK=NUMBER"),
+    (["--keep", "nothing"], "column 'nothing'"),
+])
+def test_score_bad_input_exits_2(trained, tmp_path, args, message):
+    run, _ = trained
+    candidates = pq.read_table(run / "test.parquet").drop_columns(["position", "is_click"])
+    pq.write_table(candidates, tmp_path / "c.parquet")
+    result = runner.invoke(app, ["score", str(run / "out" / "model"), "--data",
+                                 str(tmp_path / "c.parquet"), "--out", str(tmp_path / "s.parquet"),
+                                 *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and not (tmp_path / "s.parquet").exists()
+
+
+def test_report_renders_a_saved_report_and_refuses_others(trained, tmp_path):
+    run, _ = trained
+    result = runner.invoke(app, ["report", str(run / "out" / "metrics.json"), "--out",
+                                 str(tmp_path / "r.html"), "--png-dir", str(tmp_path / "png")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [
+        "bias.png", "experts.png", "metrics.png", "training.png"]
+    result = runner.invoke(app, ["report", str(run / "out" / "metrics.json"), "--out",
+                                 str(tmp_path / "r.html"), "--png-dir", str(tmp_path / "one"),
+                                 "--figure", "bias"])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["bias.png"]
+    result = runner.invoke(app, ["report", str(run / "out" / "metrics.json"), "--out",
+                                 str(tmp_path / "r.html"), "--figure", "curves"])
+    assert result.exit_code == 2 and "no picture called 'curves'" in result.output
+    (tmp_path / "old.json").write_text(json.dumps({"valid": {}, "test": {}}))
+    result = runner.invoke(app, ["report", str(tmp_path / "old.json"), "--out",
+                                 str(tmp_path / "x.html")])
+    assert result.exit_code == 2 and "schema" in result.output
 
 
 def test_sequential_train_and_resume(tmp_path):
@@ -94,9 +230,13 @@ def test_evaluate_missing_model_is_a_clear_error(tmp_path):
 def test_demo_end_to_end(tmp_path):
     result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--quiet"])
     assert result.exit_code == 0, result.output
+    assert "…" not in result.output
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["schema"] == "watchnext.report/1" and report["command"] == "demo"
     for model in ("SharedBottom", "MMoE"):
-        assert report["kuairand"][model]["tasks"]["click"]["auc"] > 0.7
-    costs = [report["kuairand"][m]["cost"]["serving"] for m in ("SharedBottom", "MMoE")]
+        assert report["models"][model]["evaluations"]["test"]["serving"]["click"]["auc"] > 0.7
+        assert report["models"][model]["training"]["kept_epoch"] >= 1
+    costs = [report["models"][m]["cost"]["serving"] for m in ("SharedBottom", "MMoE")]
     assert abs(costs[0] - costs[1]) / costs[1] < 0.02
     assert "learned bias" in (tmp_path / "demo" / "REPORT.md").read_text()
+    assert (tmp_path / "demo" / "report.html").read_text().count("<img") == 4

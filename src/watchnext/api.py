@@ -2,12 +2,17 @@
 
     ranker = Ranker(load_config("kuairand.toml")).fit(train_table, valid_table)
     report = ranker.evaluate(test_table)
-    ranker.save("runs/mmoe")  ...  Ranker.load("runs/mmoe").score(candidates)
+    ranker.save("runs/mmoe")  ...  Ranker.load("runs/mmoe").predict_score(candidates)
+
+Prediction follows scikit-learn's names: ``predict`` gives every task's prediction,
+``predict_score`` the combined ranking score, ``predict_table`` both as a table; ``evaluate``
+(not ``score``, which in scikit-learn returns one metric) gives the full report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +24,17 @@ from watchnext.artifacts import checkpoint as ckpt
 from watchnext.config import ConfigError, RunConfig
 from watchnext.data.batch import Batch
 from watchnext.data.encoder import FeatureEncoder
-from watchnext.data.io import read_tables
-from watchnext.evaluate.report import evaluate, predict_batch
+from watchnext.data.errors import DataError
+from watchnext.data.io import read_tables, where
+from watchnext.evaluate import schema
+from watchnext.evaluate.report import evaluate, position_bias, predict_batch
 from watchnext.model.cost import multiplications
 from watchnext.model.ranker import MultitaskRanker
 from watchnext.model.score import combined_score
 from watchnext.train.trainer import History, Trainer
 
 TableLike = pa.Table | str | Path | Sequence[str]
+Exponents = Sequence[float] | Mapping[str, float]
 
 
 def as_table(data: TableLike) -> pa.Table:
@@ -96,20 +104,80 @@ class Ranker:
         self._restore(ckpt.read_checkpoint(result.checkpoint or run_dir), for_training=False)
         return self
 
-    def encode(self, data: TableLike) -> Batch:
+    def encode(self, data: TableLike, targets: bool = True) -> Batch:
+        """Encode a table; ``targets=False`` needs only the input columns (see FeatureEncoder)."""
         self._check_fitted()
-        return self.encoder.transform(as_table(data))
+        return self.encoder.transform(as_table(data), targets=targets)
 
-    def predict(self, data: TableLike | Batch, serving: bool = True) -> np.ndarray:
-        """Per-task predictions ``[N, T]`` (serving mode: position treated as missing)."""
-        batch = data if isinstance(data, Batch) else self.encode(data)
-        return predict_batch(self.model, batch, serving=serving, gates=False)[0]
+    def predict(self, data: TableLike | Batch, with_position: bool = False) -> np.ndarray:
+        """Per-task predictions ``[N, T]`` (columns in ``config.tasks`` order).
 
-    def score(self, data: TableLike | Batch, exponents: Sequence[float] | None = None
-              ) -> np.ndarray:
-        """The combined ranking score prod_t pred_t ** w_t, ``[N]``."""
-        preds = torch.from_numpy(self.predict(data))
-        return combined_score(preds, self.config.tasks, exponents).numpy()
+        Needs only the feature columns (and the device, where the config has one): no labels,
+        position or request id. Serving mode by default: the position is treated as missing, so a
+        prediction is the model's unbiased estimate. ``with_position=True`` adds the shallow
+        tower's bias for the logged slot (the table must then hold the position column).
+        """
+        batch = data if isinstance(data, Batch) else self._encode_inputs(data, with_position)
+        return predict_batch(self.model, batch, serving=not with_position, gates=False)[0]
+
+    def predict_score(self, data: TableLike | Batch, with_position: bool = False,
+                      exponents: Exponents | None = None) -> np.ndarray:
+        """The combined ranking score prod_t pred_t ** w_t, ``[N]``.
+
+        ``exponents`` overrides the config's w_t: a list (one per task) or a mapping
+        ``{task: w}`` for the tasks to change, e.g. ``{"like": 0}`` to rank without likes.
+        """
+        preds = torch.from_numpy(self.predict(data, with_position))
+        return combined_score(preds, self.config.tasks, self.exponents(exponents)).numpy()
+
+    def predict_table(self, data: TableLike, with_position: bool = False,
+                      exponents: Exponents | None = None, keep: Sequence[str] = ()) -> pa.Table:
+        """The ``keep`` columns of ``data``, then one column per task and the combined ``score``."""
+        table = as_table(data)
+        outputs = [t.name for t in self.config.tasks] + ["score"]
+        for column in keep:
+            if column not in table.column_names or column in outputs:
+                problem = "clashes with an output column" if column in outputs else \
+                    "required column is missing"
+                raise DataError(f"{problem} (asked to keep it; outputs: {', '.join(outputs)})",
+                                file=_file_of(table), column=column)
+        preds = self.predict(table, with_position)
+        weights = self.exponents(exponents)
+        score = combined_score(torch.from_numpy(preds), self.config.tasks, weights).numpy()
+        columns = {c: table[c] for c in keep}
+        columns |= {t.name: pa.array(preds[:, j]) for j, t in enumerate(self.config.tasks)}
+        columns["score"] = pa.array(score)
+        return pa.table(columns)
+
+    def exponents(self, override: Exponents | None = None) -> list[float]:
+        """The score's exponents w_t in task order: the config's, with ``override`` applied."""
+        names = [t.name for t in self.config.tasks]
+        if override is None:
+            return [t.exponent for t in self.config.tasks]
+        if not isinstance(override, Mapping):
+            values = [float(w) for w in override]
+            if len(values) != len(names):
+                raise ConfigError(f"exponents: {len(values)} given, the model has {len(names)} "
+                                  f"tasks ({', '.join(names)})")
+            return values
+        unknown = sorted(set(override) - set(names))
+        if unknown:
+            raise ConfigError(f"exponents: unknown task {unknown[0]!r} (tasks: {', '.join(names)})")
+        return [float(override.get(t.name, t.exponent)) for t in self.config.tasks]
+
+    def score(self, data: TableLike | Batch, exponents: Exponents | None = None) -> np.ndarray:
+        """Deprecated: use ``predict_score`` (in scikit-learn, ``score`` returns a metric)."""
+        warnings.warn("Ranker.score is deprecated: use Ranker.predict_score", DeprecationWarning,
+                      stacklevel=2)
+        return self.predict_score(data, exponents=exponents)
+
+    def _encode_inputs(self, data: TableLike, with_position: bool) -> Batch:
+        table = as_table(data)
+        column = self.config.bias.position
+        if with_position and column and column not in table.column_names:
+            raise DataError("required column is missing (with_position=True scores the logged "
+                            "slot)", file=_file_of(table), column=column)
+        return self.encode(table, targets=False)
 
     def evaluate(self, data: TableLike | Batch, k: int = 10) -> dict[str, Any]:
         batch = data if isinstance(data, Batch) else self.encode(data)
@@ -117,6 +185,22 @@ class Ranker:
         report["cost"] = self.cost()
         report["model"] = self.config.model.kind
         return report
+
+    def model_report(self, evaluations: Mapping[str, schema.Evaluation] | None = None,
+                     seconds: float | None = None) -> schema.ModelReport:
+        """This model's entry in the report schema (``watchnext.evaluate.schema``): what it is,
+        what it costs, its learned bias and training history (none needs data), and
+        ``evaluations`` as given (``schema.evaluation(self.evaluate(table), "test split")``)."""
+        self._check_fitted()
+        c = self.config
+        histories = [h for h in self.history if h.train]
+        return schema.ModelReport(
+            name=c.name, kind=c.model.kind, devices=self.devices, cost=self.cost(),
+            tasks=[{"name": t.name, "type": t.type, "group": t.group, "exponent": t.exponent}
+                   for t in c.tasks],
+            position_bias=position_bias(c, self.model, self.devices),
+            training=schema.training(histories, c.train.max_epochs, seconds) if histories else None,
+            evaluations=dict(evaluations or {}))
 
     def cost(self) -> dict[str, int]:
         self._check_fitted()
@@ -159,3 +243,7 @@ class Ranker:
     def _check_fitted(self) -> None:
         if self.model is None or self.encoder is None:
             raise RuntimeError("this Ranker is not fitted yet: call fit() or Ranker.load()")
+
+
+def _file_of(table: pa.Table) -> str:
+    return where(table, 0)[0] if table.num_rows else "<table>"

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
 from watchnext import workflows
-from watchnext.artifacts.checkpoint import CheckpointError
+from watchnext.artifacts.checkpoint import CheckpointError, write_json
 from watchnext.config import ConfigError
 from watchnext.data.errors import DataError
-from watchnext.evaluate import tables
+from watchnext.evaluate import html, schema, tables
 from watchnext.serve import commands as serve_commands
 from watchnext.sim import commands as sim_commands
 from watchnext.train import commands as train_commands
@@ -19,6 +20,7 @@ from watchnext.train import commands as train_commands
 app = typer.Typer(help="Multitask watch-next ranking: train, evaluate, inspect, serve, simulate.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 USER_ERRORS = (ConfigError, DataError, CheckpointError, FileNotFoundError)
 
 
@@ -27,88 +29,224 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
+JSON_HELP = "Also write the report (JSON, docs: README 'Reports') here; '-' prints it instead."
+
+
 @app.command()
 def train(
     config: Path = typer.Argument(..., help="Run config (TOML)."),
-    out: Path = typer.Option(Path("runs/model"), help="Folder for the checkpoint and metrics."),
+    out: Path = typer.Option(Path("runs/model"), help="Folder for the checkpoint and reports."),
     sequential: bool = typer.Option(False, help="Train day by day (data.day_column), warm-starting."),
     resume: bool = typer.Option(False, help="Sequential: continue after the last finished day."),
     quiet: bool = typer.Option(False, help="No progress bars."),
+    json_out: str = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
-    """Train a ranker; writes OUT/model (checkpoint) and OUT/metrics.json (validation and test)."""
+    """Train a ranker; writes OUT/model (checkpoint), OUT/metrics.json and OUT/report.html."""
+    log = _log_console(json_out).print
     try:
         result = workflows.train(config, out, sequential=sequential, resume=resume,
-                                 progress=not quiet, log=console.print)
+                                 progress=not quiet and json_out != "-", log=log)
     except USER_ERRORS as exc:
         _fail(exc)
-    _print_report(result["report"], f"{result['name']} on test")
-    console.print(f"model: {result['model_dir']}")
+    if _emit_json(result["report"], json_out):
+        return
+    _print_report(result["report"])
+    console.print(f"model: {result['model_dir']}\nreports: {out / 'metrics.json'}, {result['html']}")
 
 
 @app.command()
 def evaluate(
     model_dir: Path = typer.Argument(..., help="Checkpoint folder (or run folder with LATEST)."),
     data: list[Path] = typer.Option(None, help="Parquet/CSV files or folders; default: test split."),
-    json_out: Path = typer.Option(None, "--json", help="Also write the report as JSON here."),
+    json_out: str = typer.Option(None, "--json", help=JSON_HELP + " An HTML report goes beside it."),
+    html_out: Path = typer.Option(None, "--html", help="Write the HTML report here."),
 ) -> None:
-    """Per-task AUC / log loss / RMSE, GAUC, NDCG@k, expert utilisation and position bias."""
+    """Per-task AUC / log loss / RMSE (serving and with positions), GAUC, NDCG@k, experts, bias."""
     try:
-        report = workflows.evaluate(model_dir, data or None, json_out)
+        report = workflows.evaluate(model_dir, data or None)
     except USER_ERRORS as exc:
         _fail(exc)
-    _print_report(report, f"evaluation of {model_dir}")
+    _write_html(report, html_out, json_out)
+    if _emit_json(report, json_out):
+        return
+    _print_report(report)
 
 
 @app.command()
-def inspect(model_dir: Path = typer.Argument(..., help="Checkpoint folder.")) -> None:
-    """Model cost, expert utilisation on the validation data, and the learned position bias."""
+def inspect(
+    model_dir: Path = typer.Argument(..., help="Checkpoint folder."),
+    data: list[Path] = typer.Option(None, help="Also measure gates and metrics on these files."),
+    json_out: str = typer.Option(None, "--json", help=JSON_HELP),
+    html_out: Path = typer.Option(None, "--html", help="Write the HTML report here."),
+) -> None:
+    """Config, cost and the learned position bias (no data needed); with --data, gates and metrics."""
     try:
-        report = workflows.inspect(model_dir)
+        report = workflows.inspect(model_dir, data or None)
     except USER_ERRORS as exc:
         _fail(exc)
-    cost = report["cost"]
-    console.print(f"[bold]{report['model']}[/]: {cost['serving']:,} multiplications per example "
-                  f"at serving (+{cost['shallow_tower']:,} shallow tower, training only)")
-    console.print(", ".join(f"{k}={v:,}" for k, v in cost.items()))
-    _print_gates_and_bias(report)
+    _write_html(report, html_out, None)
+    if _emit_json(report, json_out):
+        return
+    for name, model in report.models.items():
+        cost = model.cost
+        console.print(f"[bold]{name}[/] ({model.kind}): {cost['serving']:,} multiplications per "
+                      f"example at serving (+{cost['shallow_tower']:,} shallow tower, training only)")
+        console.print(", ".join(f"{k}={v:,}" for k, v in cost.items()))
+        tables.show(console, "tasks and score exponents", ["task", "type", "group", "exponent"],
+                    [[t["name"], t["type"], t["group"], f"{t['exponent']:g}"] for t in model.tasks])
+    _print_report(report)
+
+
+@app.command()
+def score(
+    model_dir: Path = typer.Argument(..., help="Checkpoint folder (or run folder with LATEST)."),
+    data: list[Path] = typer.Option(..., help="Parquet/CSV files or folders to score."),
+    out: Path = typer.Option(..., help="Parquet file for the scores."),
+    with_position: bool = typer.Option(False, help="Add the bias of the logged slot (default: "
+                                                   "serving mode, position treated as missing)."),
+    exponent: list[str] = typer.Option(None, help="Override a score exponent: TASK=W (repeatable)."),
+    keep: list[str] = typer.Option(None, help="Also copy this input column (repeatable), e.g. "
+                                              "the video id."),
+    json_out: str = typer.Option(None, "--json", help="Also write the summary (JSON) here; '-' "
+                                                      "prints it instead."),
+) -> None:
+    """Per-row predictions of every task and the combined score, in input row order, to Parquet.
+
+    Needs only the feature columns (and the device): no labels, position or request id.
+    """
+    try:
+        summary = workflows.score(model_dir, data, out, with_position=with_position,
+                                  exponents=_exponents(exponent), keep=keep or [])
+    except USER_ERRORS as exc:
+        _fail(exc)
+    if _emit_json(summary, json_out):
+        return
+    console.print(f"scored {summary['rows']:,} rows -> {summary['out']} "
+                  f"({'with the logged position' if with_position else 'serving mode'})")
+    tables.show(console, "mean prediction", ["column", "exponent", "mean"],
+                [[c, f"{summary['exponents'][c]:g}" if c in summary["exponents"] else "",
+                  "-" if v is None else f"{v:.6g}"] for c, v in summary["mean"].items()])
+
+
+@app.command()
+def report(
+    report_json: Path = typer.Argument(..., help="A report: metrics.json, evaluate/inspect --json "
+                                                 "or the demo's report.json."),
+    out: Path = typer.Option(..., help="The HTML file to write."),
+    png_dir: Path = typer.Option(None, help="Also write each picture as NAME.png in this folder."),
+    figure: list[str] = typer.Option(None, help="With --png-dir: only this picture (repeatable): "
+                                                "training, metrics, experts, bias."),
+) -> None:
+    """Render a JSON report as HTML (and PNG pictures): checks the report schema on the way."""
+    try:
+        loaded = schema.Report.from_json(json.loads(report_json.read_text()))
+    except (OSError, ValueError) as exc:
+        _fail(ValueError(f"{report_json}: {exc}"))
+    try:
+        path = html.write_html(out, loaded, png_dir, only=figure or ())
+    except ValueError as exc:
+        _fail(exc)
+    console.print(f"report: {path}" + (f", pictures in {png_dir}" if png_dir else ""))
 
 
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Folder for models and the report."),
     quiet: bool = typer.Option(False, help="No progress bars."),
+    json_out: str = typer.Option(None, "--json", help=JSON_HELP),
 ) -> None:
     """SharedBottom vs MMoE at equal cost on kuairand-sample v1, plus the Open Bandit bias check."""
-    result = workflows.demo(out, progress=not quiet, log=console.print)
-    header, rows = tables.comparison_rows(result["reports"])
-    console.print(tables.rich_table("kuairand-sample v1, test split (2022-04-19..21)", header, rows))
-    _print_gates_and_bias(result["reports"]["MMoE"])
+    result = workflows.demo(out, progress=not quiet and json_out != "-",
+                            log=_log_console(json_out).print)
+    if _emit_json(result["report"], json_out):
+        return
+    _print_report(result["report"])
     header, rows = result["open_bandit_rows"]
-    console.print(tables.rich_table("open-bandit-small: learned bias vs random-policy click rate",
-                                    header, rows))
-    console.print(f"report: {result['report_path']}")
+    tables.show(console, "open-bandit-small: learned bias vs random-policy click rate", header, rows)
+    console.print(f"reports: {result['report_path']}, {out / 'report.json'}, {result['html']}")
 
 
-def _print_report(report: dict, title: str) -> None:
-    header, rows = tables.comparison_rows({report.get("model", "model"): report})
-    console.print(tables.rich_table(title, header, rows))
-    ndcg = {k: v for k, v in report.get("ndcg_at_k", {}).items() if k != "k"}
-    if ndcg:
-        console.print("NDCG@{}: ".format(report["ndcg_at_k"]["k"])
-                      + ", ".join(f"{k} {v:.4f}" for k, v in ndcg.items()))
-    _print_gates_and_bias(report)
+def _log_console(json_out: str | None) -> Console:
+    """Progress and log lines go to stderr when stdout carries the JSON."""
+    return err_console if json_out == "-" else console
 
 
-def _print_gates_and_bias(report: dict) -> None:
-    header, rows = tables.experts_rows(report)
+def _emit_json(report: schema.Report | dict, json_out: str | None) -> bool:
+    """Write the JSON to a file, or print it (and nothing else) for ``-``; True if printed."""
+    if not json_out:
+        return False
+    data = report.to_json() if isinstance(report, schema.Report) else report
+    if json_out == "-":
+        print(json.dumps(data, indent=2))
+        return True
+    write_json(json_out, data)
+    return False
+
+
+def _write_html(report: schema.Report, html_out: Path | None, json_out: str | None) -> None:
+    path = html_out or (Path(json_out).with_suffix(".html") if json_out and json_out != "-"
+                        else None)
+    if path is not None:
+        html.write_html(path, report)
+        if json_out != "-":
+            console.print(f"HTML report: {path}")
+
+
+def _exponents(pairs: list[str] | None) -> dict[str, float] | None:
+    """``["like=0", "click=1.5"]`` -> ``{"like": 0.0, "click": 1.5}``; bad items exit 2."""
+    if not pairs:
+        return None
+    parsed = {}
+    for item in pairs:
+        task, _, value = item.partition("=")
+        try:
+            parsed[task.strip()] = float(value)
+        except ValueError:
+            _fail(ValueError(f"--exponent {item!r}: expected TASK=NUMBER, e.g. like=0.5"))
+    return parsed
+
+
+def _print_report(report: schema.Report) -> None:
+    """Per split: the metrics table; per model: training history, NDCG, gates and the bias."""
+    splits = list(dict.fromkeys(s for m in report.models.values() for s in m.evaluations))
+    for split in splits:
+        header, rows = tables.metrics_rows(report.models, split)
+        data = next(m.evaluations[split].data for m in report.models.values()
+                    if split in m.evaluations)
+        tables.show(console, f"{data}: task metrics (serving = position treated as "
+                             "missing; with position = logged slot's bias added)", header, rows)
+    for name, model in report.models.items():
+        training = model.training
+        if training is not None and report.command == "train":
+            header, rows = tables.history_rows(training)
+            if rows:
+                tables.show(console, f"{name}: training losses per epoch (* = kept epoch "
+                                     f"{training.kept_epoch})", header, rows)
+        elif training is not None:
+            console.print(f"{name}: kept epoch {training.kept_epoch} of {training.epochs_run}"
+                          f"{' (stopped early)' if training.stopped_early else ''}")
+        for evaluation in model.evaluations.values():
+            ndcg = {k: v for k, v in evaluation.ndcg_at_k.items() if k != "k"}
+            if ndcg:
+                console.print(f"{name} NDCG@{evaluation.ndcg_at_k['k']} ({evaluation.data}): "
+                              + ", ".join(f"{k} {_num(v)}" for k, v in ndcg.items()))
+            _print_gates(name, evaluation.experts)
+        header, rows = tables.bias_rows({"position_bias": model.position_bias})
+        if rows:
+            tables.show(console, f"{name}: learned position bias (logit)", header, rows)
+
+
+def _print_gates(name: str, experts: dict) -> None:
+    header, rows = tables.experts_rows({"experts": experts})
     if rows:
-        console.print(tables.rich_table("expert utilisation (mean gate weight)", header, rows))
-        polarised = report["experts"]["polarised_tasks"]
+        tables.show(console, f"{name}: expert utilisation (mean gate weight)", header, rows)
+        polarised = experts.get("polarised_tasks")
         if polarised:
             console.print(f"[bold yellow]warning:[/] gates polarised for {', '.join(polarised)}")
-    header, rows = tables.bias_rows(report)
-    if rows:
-        console.print(tables.rich_table("learned position bias (logit)", header, rows))
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.4f}"
 
 
 sim_commands.register(app)

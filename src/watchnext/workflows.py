@@ -16,11 +16,11 @@ import pyarrow.compute as pc
 
 from watchnext.api import Ranker
 from watchnext.artifacts.checkpoint import write_json
-from watchnext.config import RunConfig, load_config
+from watchnext.config import ConfigError, RunConfig, load_config
 from watchnext.data import sources
 from watchnext.data.datasets import open_bandit
-from watchnext.data.io import read_tables
-from watchnext.evaluate import tables
+from watchnext.data.io import read_tables, write_parquet_atomic
+from watchnext.evaluate import html, schema, tables
 from watchnext.model.cost import match_cost
 
 Log = Callable[[str], None]
@@ -44,7 +44,7 @@ def day_chunks(table: pa.Table, day_column: str) -> list[tuple[str, pa.Table]]:
 
 def train(config_path: str | Path, out: str | Path, *, sequential: bool = False, resume: bool = False,
           progress: bool = True, log: Log = print) -> dict[str, Any]:
-    """Train from a config; save OUT/model and OUT/metrics.json; return the test report."""
+    """Train from a config; save OUT/model, OUT/metrics.json (a ``Report``) and OUT/report.html."""
     config = load_config(config_path).replace(train={"progress": progress})
     out = Path(out)
     splits = load_splits(config)
@@ -59,30 +59,80 @@ def train(config_path: str | Path, out: str | Path, *, sequential: bool = False,
         ranker.fit(splits["train"], splits.get("valid"))
     seconds = time.perf_counter() - started
     model_dir = ranker.save(out / "model")
-    metrics = {name: ranker.evaluate(splits[name]) for name in ("valid", "test") if name in splits}
-    write_json(out / "metrics.json", {"train_seconds": seconds, **metrics})
-    return {"name": config.name, "model_dir": model_dir,
-            "report": metrics.get("test") or metrics.get("valid")}
+    evaluations = {name: schema.evaluation(ranker.evaluate(splits[name]), f"{name} split")
+                   for name in ("valid", "test") if name in splits}
+    report = schema.Report("train", {config.name: ranker.model_report(evaluations, seconds)})
+    write_json(out / "metrics.json", report.to_json())
+    html_path = html.write_html(out / "report.html", report)
+    return {"name": config.name, "model_dir": model_dir, "report": report, "html": html_path}
 
 
-def evaluate(model_dir: str | Path, data: list[Path] | None = None,
-             json_out: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate a saved model on files, or on its config's test split."""
+def evaluate(model_dir: str | Path, data: list[Path] | None = None) -> schema.Report:
+    """Evaluate a saved model on files (``data``), or on its config's test split (``test``); the
+    training history comes from the ``metrics.json`` that ``train`` left beside the model."""
     ranker = Ranker.load(model_dir)
-    table = read_tables([str(p) for p in data]) if data else load_splits(ranker.config)["test"]
-    report = ranker.evaluate(table)
-    if json_out:
-        write_json(json_out, report)
-    return report
+    if data:
+        name, label = "data", ", ".join(str(p) for p in data)
+        table = read_tables([str(p) for p in data])
+    else:
+        name, label, table = "test", "test split", load_splits(ranker.config).get("test")
+        if table is None:
+            raise ConfigError("data.test: the config has no test split; pass --data FILES")
+    model = ranker.model_report({name: schema.evaluation(ranker.evaluate(table), label)})
+    model.training = _saved_training(Path(model_dir).parent / "metrics.json", model.name)
+    return schema.Report("evaluate", {ranker.config.name: model})
 
 
-def inspect(model_dir: str | Path) -> dict[str, Any]:
-    """Cost, and gates + position bias measured on the config's validation data."""
+def inspect(model_dir: str | Path, data: list[Path] | None = None) -> schema.Report:
+    """What needs no data (config, cost, learned bias, and the training history that ``train``
+    left in ``metrics.json`` beside the model), and with ``data`` the gates and metrics."""
     ranker = Ranker.load(model_dir)
-    splits = load_splits(ranker.config)
-    data = splits.get("valid") or splits.get("test")
-    return ranker.evaluate(data) if data is not None else {
-        "cost": ranker.cost(), "model": ranker.config.model.kind}
+    evaluations = {}
+    if data:
+        table = read_tables([str(p) for p in data])
+        evaluations["data"] = schema.evaluation(ranker.evaluate(table),
+                                                ", ".join(str(p) for p in data))
+    model = ranker.model_report(evaluations)
+    model.training = _saved_training(Path(model_dir).parent / "metrics.json", model.name)
+    return schema.Report("inspect", {ranker.config.name: model})
+
+
+def _saved_training(path: Path, name: str) -> schema.Training | None:
+    """The training history of model ``name`` in a train report, if one is there and readable."""
+    try:
+        saved = schema.Report.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return None
+    model = saved.models.get(name)
+    return model.training if model is not None else None
+
+
+def score(model_dir: str | Path, data: list[Path], out: str | Path, *, with_position: bool = False,
+          exponents: dict[str, float] | None = None, keep: list[str] | None = None
+          ) -> dict[str, Any]:
+    """Write per-row predictions of every task and the combined score to Parquet (row order kept).
+
+    The config's request, user and day columns are kept where the data has them, then ``keep``.
+    """
+    ranker = Ranker.load(model_dir)
+    table = read_tables([str(p) for p in data])
+    d = ranker.config.data
+    keys = [c for c in (d.request_column, d.user_column, d.day_column) if c and c in
+            table.column_names]
+    keys += [c for c in keep or [] if c not in keys]
+    scored = ranker.predict_table(table, with_position=with_position, exponents=exponents,
+                                  keep=keys)
+    write_parquet_atomic(scored, out)
+    tasks = [t.name for t in ranker.config.tasks]
+    return {"out": str(out), "rows": scored.num_rows, "columns": scored.column_names,
+            "with_position": with_position,
+            "exponents": dict(zip(tasks, ranker.exponents(exponents), strict=True)),
+            "mean": {c: _mean(scored[c]) for c in [*tasks, "score"]}}
+
+
+def _mean(column: pa.ChunkedArray) -> float | None:
+    value = pc.mean(column).as_py()
+    return None if value is None else schema.significant(value)
 
 
 def equal_cost_pair(config: RunConfig, train_table: pa.Table) -> dict[str, RunConfig]:
@@ -100,34 +150,49 @@ def equal_cost_pair(config: RunConfig, train_table: pa.Table) -> dict[str, RunCo
 
 
 def demo(out: str | Path, progress: bool = True, log: Log = print) -> dict[str, Any]:
-    """The README's main job: two models at equal cost on kuairand-sample v1, then Open Bandit."""
+    """The README's main job: two models at equal cost on kuairand-sample v1, then Open Bandit.
+
+    Writes OUT/report.json (a ``Report``), OUT/report.html and OUT/REPORT.md.
+    """
     out = Path(out)
     config = load_config(bundled_config("kuairand_v1")).replace(train={"progress": progress})
     splits = load_splits(config)
-    reports = {}
+    models = {}
     for name, cfg in equal_cost_pair(config, splits["train"]).items():
         log(f"[bold]training {name}[/]")
         started = time.perf_counter()
         ranker = Ranker(cfg, log=log).fit(splits["train"], splits["valid"])
-        reports[name] = ranker.evaluate(splits["test"])
-        reports[name]["train_seconds"] = round(time.perf_counter() - started, 1)
+        seconds = round(time.perf_counter() - started, 1)
+        evaluations = {"test": schema.evaluation(ranker.evaluate(splits["test"]),
+                                                 "kuairand-sample v1 test split (2022-04-19..21)")}
+        models[name] = ranker.model_report(evaluations, seconds)
         ranker.save(out / name)
     bandit = open_bandit_bias(progress=progress, log=log)
-    report_path = write_demo_report(out, reports, bandit)
-    return {"reports": reports, "open_bandit": bandit,
-            "open_bandit_rows": open_bandit_rows(bandit), "report_path": report_path}
+    models["OpenBandit"] = bandit["model"]
+    extra = {k: v for k, v in bandit.items() if k != "model"}
+    report = schema.Report("demo", models, extra={"open_bandit": _jsonable(extra)})
+    report_path = write_demo_report(out, report, bandit)
+    return {"report": report, "open_bandit": bandit, "open_bandit_rows": open_bandit_rows(bandit),
+            "report_path": report_path, "html": out / "report.html"}
 
 
 def open_bandit_bias(progress: bool = True, log: Log = print) -> dict[str, Any]:
-    """Train on the Thompson-sampling log; compare the learned bias to the random log's CTRs."""
+    """Train on the Thompson-sampling log; compare the learned bias to the random log's CTRs.
+
+    ``model`` is the trained model's report entry (evaluated on the random log).
+    """
     config = load_config(bundled_config("open_bandit")).replace(train={"progress": progress})
     splits = load_splits(config)
     log("[bold]training on open-bandit-small (bts), checking against the random log[/]")
+    started = time.perf_counter()
     ranker = Ranker(config, log=log).fit(splits["train"], splits["valid"])
+    seconds = round(time.perf_counter() - started, 1)
     report = ranker.evaluate(splits["test"])
     curve = next(iter(report["position_bias"]["click"].values()))
+    model = ranker.model_report({"random_log": schema.evaluation(report, "uniform-random log")},
+                                seconds)
     return {"learned_bias": curve, "random_click_rate": open_bandit.click_rate_by_position(
-        splits["test"]), "test_auc": report["tasks"]["click"]["auc"]}
+        splits["test"]), "test_auc": report["tasks"]["click"]["auc"], "model": model}
 
 
 def open_bandit_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -142,15 +207,16 @@ def open_bandit_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]
     return header, rows
 
 
-def write_demo_report(out: Path, reports: dict[str, Any], bandit: dict[str, Any]) -> Path:
-    """REPORT.md + report.json in ``out``."""
-    header, rows = tables.comparison_rows(reports)
+def write_demo_report(out: Path, report: schema.Report, bandit: dict[str, Any]) -> Path:
+    """REPORT.md, report.json and report.html in ``out``."""
+    header, rows = tables.metrics_rows(report.models, "test")
     lines = ["# watchnext demo report", "",
              "## kuairand-sample v1: SharedBottom vs MMoE at equal multiplications (test split)", "",
              tables.markdown_table(header, rows), "",
-             "Training seconds: " + ", ".join(f"{k} {v['train_seconds']}" for k, v in reports.items()),
-             ""]
-    gate_header, gate_rows = tables.experts_rows(reports["MMoE"])
+             "Training seconds: " + ", ".join(f"{k} {m.training.seconds}" for k, m in
+                                              report.models.items() if m.training), ""]
+    gate_header, gate_rows = tables.experts_rows({"experts": report.models["MMoE"]
+                                                  .evaluations["test"].experts})
     lines += ["## MMoE expert utilisation (mean gate weight, test split)", "",
               tables.markdown_table(gate_header, gate_rows), ""]
     b_header, b_rows = open_bandit_rows(bandit)
@@ -160,7 +226,8 @@ def write_demo_report(out: Path, reports: dict[str, Any], bandit: dict[str, Any]
     out.mkdir(parents=True, exist_ok=True)
     path = out / "REPORT.md"
     path.write_text("\n".join(lines))
-    write_json(out / "report.json", {"kuairand": reports, "open_bandit": _jsonable(bandit)})
+    write_json(out / "report.json", report.to_json())
+    html.write_html(out / "report.html", report)
     return path
 
 
@@ -172,7 +239,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def dump(report: dict[str, Any]) -> str:
-    return json.dumps(_jsonable(report), indent=2)

@@ -17,7 +17,7 @@ def trained(config, impressions):
 def test_round_trip_gives_identical_scores(trained, impressions, tmp_path):
     trained.save(tmp_path / "m")
     loaded = Ranker.load(tmp_path / "m")
-    np.testing.assert_array_equal(trained.score(impressions), loaded.score(impressions))
+    np.testing.assert_array_equal(trained.predict_score(impressions), loaded.predict_score(impressions))
     assert loaded.config == trained.config
 
 
@@ -52,7 +52,7 @@ def test_not_a_checkpoint(tmp_path):
 
 def test_failed_save_leaves_the_previous_checkpoint_intact(trained, impressions, tmp_path, monkeypatch):
     path = trained.save(tmp_path / "m")
-    before = Ranker.load(path).score(impressions)
+    before = Ranker.load(path).predict_score(impressions)
 
     def crash(*_args, **_kwargs):
         raise OSError("disk full")
@@ -61,5 +61,5 @@ def test_failed_save_leaves_the_previous_checkpoint_intact(trained, impressions,
     with pytest.raises(OSError, match="disk full"):
         trained.save(tmp_path / "m")
     monkeypatch.undo()
-    np.testing.assert_array_equal(Ranker.load(path).score(impressions), before)
+    np.testing.assert_array_equal(Ranker.load(path).predict_score(impressions), before)
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["m"]

@@ -49,3 +49,14 @@ def test_ple_reports_expert_utilisation(config, impressions):
     assert set(gates) == {"click", "watch", "like"}
     assert all(len(row) == 3 and abs(sum(row) - 1) < 1e-3 for row in gates.values())
     assert isinstance(report["experts"]["polarised_tasks"], list)
+
+
+def test_metrics_in_serving_mode_and_with_positions(config, impressions):
+    ranker = Ranker(config.replace(train={"max_epochs": 2})).fit(impressions)
+    report = ranker.evaluate(impressions)
+    serving, logged = report["tasks"], report["tasks_with_position"]
+    assert serving["click"]["logloss"] != logged["click"]["logloss"]  # the tower's bias differs
+    assert serving["like"] == logged["like"]  # satisfaction tasks get no position bias
+    no_tower = Ranker(config.replace(bias={"method": "adversarial"}, train={"max_epochs": 1})).fit(
+        impressions).evaluate(impressions)
+    assert no_tower["tasks"] == no_tower["tasks_with_position"]

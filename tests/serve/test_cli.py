@@ -66,3 +66,16 @@ def test_build_service(tmp_path, logs):
     assert '"exported": true' in result.output
     again = runner.invoke(cli(), ["build-service", str(config), str(out), "--train", str(train)])
     assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_recommend_piped_prints_every_id_whole(model_dir, serving):
+    """Not a terminal, 80 columns: a Markdown table, ids and scores never cut to ``…``."""
+    example = serving.store.examples["users"][0]
+    args = ["recommend", str(model_dir), "--user", example["user_id"], "--video",
+            example["last_video"], "--k", "5"]
+    result = runner.invoke(cli(), args, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output and "| # | video | score |" in result.output
+    listed = json.loads(runner.invoke(cli(), [*args, "--json"]).output)["items"]
+    for item in listed:
+        assert f"| {item['video_id']} | {item['score']:.4g} |" in result.output

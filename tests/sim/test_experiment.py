@@ -99,3 +99,19 @@ def test_cli_simulate_writes_partitioned_logs(tmp_path):
                                          "--requests", "50", "--world", str(CONFIGS / "sim_world.toml")])
     assert result.exit_code == 0, result.output
     assert len(list(tmp_path.glob("day=*/impressions.parquet"))) == 2
+
+
+def test_cli_experiment_piped_prints_the_markdown_whole(tmp_path, monkeypatch):
+    """Not a terminal: the table comes out as written, never cut to ``…`` at 80 columns."""
+    wide = "| arm | " + " | ".join(f"watch_time lift {i} (95% CI)" for i in range(6)) + " |"
+    table = f"{wide}\n|---|{'---|' * 6}\n| random | " + " | ".join(["+1.234% [-0.5, +3.0]"] * 6) + " |\n"
+
+    def fake_run(path, out, seed=None, log=None):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "table.md").write_text(table)
+
+    monkeypatch.setattr("watchnext.sim.experiment.run_experiment", fake_run)
+    result = CliRunner().invoke(_cli(), ["experiment", "table1", "--out", str(tmp_path / "o")],
+                                env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output and table.strip() in result.output

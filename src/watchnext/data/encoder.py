@@ -74,11 +74,16 @@ class FeatureEncoder:
         _release_arrow_memory()
         return self
 
-    def transform(self, table: pa.Table) -> Batch:
-        """Encode a table; unseen ids map to the OOV bucket, nulls in id columns to MISSING."""
+    def transform(self, table: pa.Table, targets: bool = True) -> Batch:
+        """Encode a table; unseen ids map to the OOV bucket, nulls in id columns to MISSING.
+
+        ``targets=False`` encodes what a caller has at serving time: only the model's inputs
+        (``input_columns``) must be there. Labels, the position and the user/request ids are
+        used where present and read as missing (NaN label, position 0, no group) where absent.
+        """
         if not self.fitted:
             raise RuntimeError("FeatureEncoder.transform called before fit")
-        self.validate(table)
+        self.validate(table, targets)
         n = table.num_rows
         return Batch(
             categorical=_stack_long([self.vocabularies[f.name].lookup(id_values(table, f))
@@ -87,40 +92,55 @@ class FeatureEncoder:
             multi=self._multi(table),
             position=torch.from_numpy(self._positions(table)),
             device=torch.from_numpy(self._devices(table)),
-            labels=torch.from_numpy(self.labels(table)),
+            labels=torch.from_numpy(self.labels(table, required=targets)),
             users=_group_index(table, self.config.data.user_column),
             requests=_group_index(table, self.config.data.request_column),
         )
 
-    def validate(self, table: pa.Table) -> None:
-        """Check the columns the config needs: presence, types, nulls and label ranges."""
-        for column in sorted(self.required_columns()):
+    def validate(self, table: pa.Table, targets: bool = True) -> None:
+        """Check the columns the config needs: presence, types, nulls and label ranges.
+
+        With ``targets=False`` only the inputs must be present; targets that are there are checked.
+        """
+        required = self.required_columns() if targets else self.input_columns()
+        for column in sorted(required):
             if column not in table.column_names:
                 file, _ = where(table, 0) if table.num_rows else ("<table>", None)
                 raise DataError(f"required column is missing (have: {', '.join(_public(table))})",
                                 file=file, column=column)
         for f in self.numeric:
             self._numeric_source(table, f)
-        self.labels(table)
+        self.labels(table, required=targets)
         self._positions(table)
 
     def required_columns(self) -> set[str]:
-        """Columns a table must hold (the optional user and device columns are not among them)."""
+        """Every column training and evaluation must find: inputs, labels, position, request.
+
+        The optional user and device columns are not among them: they are used where present.
+        """
         cfg = self.config
         needed = {c for c in (cfg.data.request_column, cfg.bias.position) if c}
-        for f in cfg.features:
-            needed |= feature_columns(f)
         for t in cfg.tasks:
             needed |= expressions.columns(t.label)
+        return needed | self.input_columns()
+
+    def input_columns(self) -> set[str]:
+        """The columns a prediction needs: the features (the device is used where present)."""
+        needed: set[str] = set()
+        for f in self.config.features:
+            needed |= feature_columns(f)
         return needed
 
-    def labels(self, table: pa.Table) -> np.ndarray:
-        """[N, n_tasks] float32 labels, NaN where a label is null; ranges checked per task type."""
-        return np.stack([self._label(table, t) for t in self.config.tasks], axis=1).astype(
+    def labels(self, table: pa.Table, required: bool = True) -> np.ndarray:
+        """[N, n_tasks] float32 labels, NaN where a label is null (or, unless ``required``, where
+        its columns are absent); ranges checked per task type."""
+        return np.stack([self._label(table, t, required) for t in self.config.tasks], axis=1).astype(
             np.float32) if table.num_rows else np.zeros((0, len(self.config.tasks)), np.float32)
 
-    def _label(self, table: pa.Table, task: TaskSpec) -> np.ndarray:
+    def _label(self, table: pa.Table, task: TaskSpec, required: bool = True) -> np.ndarray:
         inputs = expressions.columns(task.label)
+        if not required and not inputs <= set(table.column_names):
+            return np.full(table.num_rows, np.nan)
         values = expressions.evaluate(task.label, lambda c: _floats(table, c, f"tasks {task.name!r}"))
         null = np.zeros(len(values), bool)
         for c in inputs:
@@ -178,7 +198,7 @@ class FeatureEncoder:
 
     def _positions(self, table: pa.Table) -> np.ndarray:
         column = self.config.bias.position
-        if not column:
+        if not column or column not in table.column_names:  # absent: checked by validate
             return np.zeros(table.num_rows, dtype=np.int64)
         values = _floats(table, column, "bias.position")
         known = ~np.isnan(values)

@@ -95,11 +95,23 @@ def position_bias(config: RunConfig, model: MultitaskRanker, devices: list[str]
 
 def evaluate(config: RunConfig, model: MultitaskRanker, batch: Batch, devices: list[str],
              k: int = 10) -> dict[str, Any]:
-    """The full report as plain data (JSON-ready)."""
+    """The full report as plain data (JSON-ready).
+
+    ``tasks`` holds the metrics in serving mode (position treated as missing), which is what
+    ranking uses; ``tasks_with_position`` the same metrics with the logged slot's bias added
+    (``None`` without a position column). On logged data the second is the fair comparison
+    with a model that has no shallow tower, whose two are equal.
+    """
     preds, gates = predict_batch(model, batch)
+    with_position = None
+    if config.bias.position:
+        logged = predict_batch(model, batch, serving=False, gates=False)[0] \
+            if model.shallow_tower is not None else preds
+        with_position = task_metrics(config, logged, batch)
     return {
         "rows": len(batch),
         "tasks": task_metrics(config, preds, batch),
+        "tasks_with_position": with_position,
         "ndcg_at_k": {"k": k, **request_ndcg(config, preds, batch, k)},
         "experts": expert_utilisation(config, gates),
         "position_bias": position_bias(config, model, devices),

@@ -1,11 +1,18 @@
-"""Reports as people read them: Rich tables for the terminal, Markdown for files."""
+"""Reports as people read them: Rich tables for the terminal, Markdown for pipes and files.
+
+Rich fits a table to the console's width and cuts cells to ``…`` when it does not fit; piped or
+logged output has no width to fit, so ``show`` writes Markdown there: every digit survives.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
+
+from watchnext.evaluate.schema import ModelReport, Training
 
 METRICS = ("auc", "gauc", "logloss", "rmse")
 
@@ -18,17 +25,50 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def comparison_rows(reports: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Long format: one row per (task, metric), one column per model, cost in the last row."""
-    models = list(reports)
-    tasks = list(next(iter(reports.values()))["tasks"])
-    header = ["task", "metric", *models]
-    rows = [[task, metric, *[_fmt(reports[m]["tasks"][task].get(metric)) for m in models]]
+def metrics_rows(models: Mapping[str, ModelReport], split: str
+                 ) -> tuple[list[str], list[list[str]]]:
+    """One row per (task, metric); per model a serving column and, where the config has a
+    position, a with-position column; cost in the last row."""
+    evaluations = {m: r.evaluations[split] for m, r in models.items() if split in r.evaluations}
+    if not evaluations:
+        return [], []
+    columns = [(m, "serving") for m in evaluations]
+    columns += [(m, "with_position") for m, e in evaluations.items() if e.with_position is not None]
+    columns.sort(key=lambda c: list(evaluations).index(c[0]))
+    tasks = list(next(iter(evaluations.values())).serving)
+    header = ["task", "metric", *[f"{m} {mode.replace('_', ' ')}" for m, mode in columns]]
+    def value(m: str, mode: str, task: str, metric: str) -> Any:
+        return (getattr(evaluations[m], mode) or {}).get(task, {}).get(metric)
+    rows = [[task, metric, *[_fmt(value(m, mode, task, metric)) for m, mode in columns]]
             for task in tasks for metric in METRICS
-            if any(metric in reports[m]["tasks"][task] for m in models)]
+            if any(metric in e.serving.get(task, {}) for e in evaluations.values())]
     rows.append(["(model)", "multiplications",
-                 *[f"{reports[m].get('cost', {}).get('serving', 0):,}" for m in models]])
+                 *[f"{models[m].cost.get('serving', 0):,}" for m, _ in columns]])
     return header, rows
+
+
+def history_rows(training: Training) -> tuple[list[str], list[list[str]]]:
+    """Per epoch: training and validation loss (total and per task), 6 significant digits; the
+    epoch whose weights were kept is marked."""
+    if not training.history:
+        return [], []
+    tasks = [t for t in training.history[0].train_loss if t != "total"]
+    chunked = any(e.chunk for e in training.history)
+    last = training.history[-1].chunk
+    header = [*(["chunk"] if chunked else []), "epoch", "kept", "train total", "valid total",
+              *[f"valid {t}" for t in tasks]]
+    rows = []
+    for e in training.history:
+        valid = e.valid_loss or {}
+        kept = e.epoch == training.kept_epoch and e.chunk == last
+        rows.append([*([e.chunk or ""] if chunked else []), str(e.epoch), "*" if kept else "",
+                     _precise(e.train_loss.get("total")), _precise(valid.get("total")),
+                     *[_precise(valid.get(t)) for t in tasks]])
+    return header, rows
+
+
+def _precise(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
 
 
 def rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
@@ -38,6 +78,22 @@ def rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def show(console: Console, title: str, header: list[str], rows: list[list[str]]) -> None:
+    """A Rich table on a terminal wide enough for it; elsewhere (pipe, file, CI log, a narrow
+    terminal) a titled Markdown table, which never cuts a cell."""
+    if console.is_terminal and _width(header, rows) <= console.width:
+        console.print(rich_table(title, header, rows))
+    else:
+        console.print(f"\n{title}\n\n{markdown_table(header, rows)}\n", markup=False,
+                      highlight=False, soft_wrap=True)
+
+
+def _width(header: list[str], rows: list[list[str]]) -> int:
+    """Characters a Rich table needs to show every cell whole (borders and padding: 3 a column)."""
+    cells = [header, *rows]
+    return 1 + sum(3 + max(len(row[i]) for row in cells) for i in range(len(header)))
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -52,7 +108,7 @@ def experts_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
         return [], []
     n = len(next(iter(gates.values())))
     header = ["task", *[f"e{i}" for i in range(n)]]
-    return header, [[t, *[f"{v:.3f}" for v in row]] for t, row in gates.items()]
+    return header, [[t, *[f"{v:.4f}" for v in row]] for t, row in gates.items()]
 
 
 def bias_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:

@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from watchnext.evaluate import tables
 from watchnext.serve.model_dir import ModelDirError
 from watchnext.serve.registry import VersionNotFound
 
@@ -79,17 +79,14 @@ def recommend(
                        "predictions": i.predictions, "source": i.source, "sources": i.sources}
                       for r, i in enumerate(ranking.items, start=1)]}))
         return
-    table = Table(title=f"watch next for user {user or '(anonymous)'} after video {video or '-'} "
-                        f"(model {ranking.model_version}, {ranking.candidates} candidates"
-                        f"{'' if ranking.known_user else ', new user'}"
-                        f"{'' if ranking.known_video or video is None else ', unknown video'})")
-    for column in ("#", "video", "score", *model.task_names, "source"):
-        table.add_column(column, justify="left" if column in ("video", "source") else "right")
-    for r, item in enumerate(ranking.items, start=1):
-        table.add_row(str(r), item.video_id, f"{item.score:.3e}",
-                      *(f"{item.predictions[t]:.3f}" for t in model.task_names),
-                      ", ".join(item.sources))
-    console.print(table)
+    title = (f"watch next for user {user or '(anonymous)'} after video {video or '-'} "
+             f"(model {ranking.model_version}, {ranking.candidates} candidates"
+             f"{'' if ranking.known_user else ', new user'}"
+             f"{'' if ranking.known_video or video is None else ', unknown video'})")
+    rows = [[str(r), item.video_id, f"{item.score:.4g}",
+             *(f"{item.predictions[t]:.4g}" for t in model.task_names), ", ".join(item.sources)]
+            for r, item in enumerate(ranking.items, start=1)]
+    tables.show(console, title, ["#", "video", "score", *model.task_names, "source"], rows)
 
 
 def serve(

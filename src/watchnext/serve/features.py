@@ -31,7 +31,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from watchnext.config import FeatureSpec
-from watchnext.data import expressions
 from watchnext.data.encoder import FeatureEncoder, feature_columns
 from watchnext.retrieve.log import LogColumns, times_in_seconds
 from watchnext.serve import roles as R
@@ -197,8 +196,6 @@ class FeatureStore:
                 columns[c] = pa.array([derive(c, when, self.offset, kind)] * n).cast(kind)
             else:
                 columns[c] = pa.array([self._defaults[c]] * n, kind)
-        for c in _label_columns(self.encoder):
-            columns.setdefault(c, pa.nulls(n, pa.float64()))
         return pa.table(columns)
 
     # ---- the fast path: gather pre-encoded rows --------------------------------------------
@@ -207,7 +204,8 @@ class FeatureStore:
                when: dt.datetime) -> Encoded:
         """Encoded inputs for one request; equal to encoding ``raw_table`` (tested)."""
         if not self.fast:
-            batch = self.encoder.transform(self.raw_table(user_id, item_ids, device, when))
+            batch = self.encoder.transform(self.raw_table(user_id, item_ids, device, when),
+                                                 targets=False)
             return Encoded(batch.categorical.numpy(), batch.dense.numpy(), batch.multi.numpy(),
                            batch.device.numpy(), known_user=self.knows_user(user_id),
                            known_items=np.array([self.knows_item(i) for i in item_ids], bool))
@@ -290,7 +288,8 @@ class FeatureStore:
 
     def _encode_rows(self, user_ids: list[str], item_ids: list[str], when: dt.datetime
                      ) -> Encoded:
-        batch = self.encoder.transform(self._compose(user_ids, item_ids, None, when))
+        batch = self.encoder.transform(self._compose(user_ids, item_ids, None, when),
+                                       targets=False)
         return Encoded(batch.categorical.numpy(), batch.dense.numpy(), batch.multi.numpy(),
                        batch.device.numpy(), True, np.ones(len(item_ids), bool))
 
@@ -303,7 +302,8 @@ class FeatureStore:
             if hit is not None:
                 self._context_cache.move_to_end(key)
                 return hit
-        batch = self.encoder.transform(self.raw_table(None, [COLD_KEY], device, when))
+        batch = self.encoder.transform(self.raw_table(None, [COLD_KEY], device, when),
+                                       targets=False)
         encoded = Encoded(batch.categorical.numpy(), batch.dense.numpy(), batch.multi.numpy(),
                           batch.device.numpy(), False, np.zeros(1, bool))
         with self._context_lock:
@@ -322,15 +322,6 @@ def _input_columns(encoder: FeatureEncoder) -> set[str]:
     if cfg.data.user_column:
         needed.add(cfg.data.user_column)
     return needed
-
-
-def _label_columns(encoder: FeatureEncoder) -> set[str]:
-    """Columns the encoder checks but serving cannot know: labels, request id and the display
-    position (missing before ranking, by design); they are passed as nulls."""
-    cfg = encoder.config
-    labels = set().union(*(expressions.columns(t.label) for t in cfg.tasks))
-    extra = {c for c in (cfg.data.request_column, cfg.bias.position) if c}
-    return (labels | extra) - _input_columns(encoder)
 
 
 def _latest(ordered: pa.Table, key: str, columns: list[str]) -> pa.Table:

@@ -60,7 +60,11 @@ def experiment(
         run_experiment(path, out, seed=seed, log=console.print)
     except (ConfigError, DataError, FileNotFoundError) as exc:
         _fail(exc)
-    console.print(Markdown((out / "table.md").read_text()))
+    table = (out / "table.md").read_text()
+    if console.is_terminal:  # rendered; piped or logged, the Markdown itself (no cut cells)
+        console.print(Markdown(table))
+    else:
+        console.print(table, markup=False, highlight=False, soft_wrap=True)
 
 
 def simulate(

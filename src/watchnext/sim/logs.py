@@ -24,8 +24,6 @@ import pyarrow as pa
 from watchnext.data.io import read_tables, write_parquet_atomic
 from watchnext.sim.world import Outcomes, Traffic, World
 
-LABELS = ("click", "watch_minutes", "like", "dismiss", "rating")
-
 
 def _features(world: World, traffic: Traffic, rows: np.ndarray, cols: np.ndarray) -> dict[str, pa.Array]:
     videos = traffic.candidates[rows, cols]
@@ -69,7 +67,7 @@ def candidates(world: World, traffic: Traffic, position: int | None = None) -> p
     """Every (request, candidate) pair as a table a ranker can score, row r * C + c.
 
     ``position`` is null (unknown before ranking) unless a fixed serving value is given, as the
-    position-as-a-feature baseline needs; the label columns are null.
+    position-as-a-feature baseline needs; there are no label columns (nothing is observed yet).
     """
     n_requests, n_candidates = traffic.shape
     rows = np.repeat(np.arange(n_requests), n_candidates)
@@ -77,8 +75,6 @@ def candidates(world: World, traffic: Traffic, position: int | None = None) -> p
     table = _features(world, traffic, rows, cols)
     table["position"] = pa.array(np.full(len(rows), position or 0, dtype=np.int64),
                                  mask=np.full(len(rows), position is None))
-    for label in LABELS:
-        table[label] = pa.nulls(len(rows), pa.float32())
     return pa.table(table)
 
 
