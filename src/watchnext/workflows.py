@@ -1,4 +1,5 @@
-"""End-to-end jobs behind the CLI: train, evaluate, inspect and the demo, as plain functions."""
+"""End-to-end jobs behind the CLI: train, evaluate, inspect, the demo and a service build, as plain
+functions."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from watchnext.data.datasets import load_dataset, open_bandit
 from watchnext.data.io import read_tables
 from watchnext.evaluate import tables
 from watchnext.model.cost import match_cost
+from watchnext.model.load import LoadedModel
 
 Log = Callable[[str], None]
 
@@ -85,6 +87,23 @@ def inspect(model_dir: str | Path) -> dict[str, Any]:
     data = splits.get("valid") or splits.get("test")
     return ranker.evaluate(data) if data is not None else {
         "cost": ranker.cost(), "model": ranker.config.model.kind}
+
+
+def build_service(config: RunConfig, train: pa.Table, out_dir: str | Path, *,
+                  valid: pa.Table | None = None, overwrite: bool = False, log: Log = print,
+                  **options: Any) -> Path:
+    """Train a ranker on ``train`` (early stopping on ``valid``), then write a servable model
+    directory from it; retrieval and the feature store read ``train`` and ``valid`` together, the
+    freshest logs at build time. ``options`` go to ``watchnext.serve.model_dir.build_model_dir``.
+    """
+    from watchnext.serve.model_dir import build_model_dir, refuse_existing
+
+    refuse_existing(out_dir, overwrite)  # before training, not after
+    log(f"training {config.model.kind} ranker on {train.num_rows:,} rows")
+    ranker = Ranker(config, log=log).fit(train, valid)
+    trained = LoadedModel(ranker.config, ranker.encoder, ranker.model, {"step": ranker.step})
+    logs = train if valid is None else pa.concat_tables([train, valid], promote_options="permissive")
+    return build_model_dir(trained, logs, out_dir, overwrite=overwrite, log=log, **options)
 
 
 def equal_cost_pair(config: RunConfig, train_table: pa.Table) -> dict[str, RunConfig]:

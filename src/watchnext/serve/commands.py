@@ -1,7 +1,7 @@
 """CLI commands of the service: ``build-service``, ``recommend`` and ``serve``.
 
-They only parse arguments and print; the work is in ``build_model_dir``, ``ServingModel`` and
-``run_server``.
+They only parse arguments and print; the work is in ``workflows.build_service``,
+``ServingModel`` and ``run_server``. They belong to the CLI layer, above everything they call.
 """
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ def build_service(
     """Train a ranker and write a servable model directory (retrieval + features + ONNX)."""
     from watchnext.config import load_config
     from watchnext.serve.data import training_tables
-    from watchnext.serve.model_dir import build_model_dir
+    from watchnext.workflows import build_service as train_and_build
 
     cfg = load_config(config)
     if epochs is not None:
         cfg = cfg.replace(train={"max_epochs": epochs})
     train_table, valid_table = training_tables(cfg, train, valid)
     try:
-        path = build_model_dir(cfg, train_table, out, valid=valid_table, item_column=item_column,
+        path = train_and_build(cfg, train_table, out, valid=valid_table, item_column=item_column,
                                max_candidates=max_candidates, onnx=onnx, overwrite=overwrite,
                                log=console.print)
     except ModelDirError as exc:
