@@ -66,3 +66,21 @@ def test_build_service(tmp_path, logs):
     assert '"exported": true' in result.output
     again = runner.invoke(cli(), ["build-service", str(config), str(out), "--train", str(train)])
     assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_without_the_serve_extra_each_command_names_it_and_exits_2(monkeypatch, tmp_path):
+    """What a plain install sees (tests/test_plain_install.py builds one for real)."""
+    import importlib.util
+
+    from watchnext.serve import commands
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(commands.importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("fastapi", "faiss") else real(name, *a))
+    for args in (["serve", str(tmp_path)], ["recommend", str(tmp_path)],
+                 ["build-service", str(CONFIG), str(tmp_path / "out")]):
+        result = runner.invoke(cli(), args)
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert "missing: fastapi, faiss" in text and "pip install 'watchnext[serve]'" in text
+    assert not (tmp_path / "out").exists()

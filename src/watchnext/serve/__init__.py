@@ -1,10 +1,43 @@
 """Serving: a model directory (ranker + retrieval + feature store + ONNX), a registry of
-versions with hot reload, and the HTTP service around them."""
+versions with hot reload, and the HTTP service around them.
 
-from watchnext.serve.app import create_app
-from watchnext.serve.model_dir import ModelDirError, build_model_dir, read_manifest
-from watchnext.serve.registry import ModelRegistry
-from watchnext.serve.service import RankedItem, Ranking, ServingModel
+The names below are imported on first use (PEP 562): the HTTP parts need the ``serve`` extra
+(fastapi, uvicorn, onnxruntime, faiss), and ``watchnext.serve.commands`` must import without it
+so that a plain install's ``watchnext`` command starts and can say which extra is missing.
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from watchnext.serve.app import create_app
+    from watchnext.serve.model_dir import ModelDirError, build_model_dir, read_manifest
+    from watchnext.serve.registry import ModelRegistry
+    from watchnext.serve.service import RankedItem, Ranking, ServingModel
+
+_EXPORTS = {
+    "create_app": "watchnext.serve.app",
+    "ModelDirError": "watchnext.serve.model_dir",
+    "build_model_dir": "watchnext.serve.model_dir",
+    "read_manifest": "watchnext.serve.model_dir",
+    "ModelRegistry": "watchnext.serve.registry",
+    "RankedItem": "watchnext.serve.service",
+    "Ranking": "watchnext.serve.service",
+    "ServingModel": "watchnext.serve.service",
+}
 __all__ = ["ModelDirError", "ModelRegistry", "RankedItem", "Ranking", "ServingModel",
            "build_model_dir", "create_app", "read_manifest"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'watchnext.serve' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,24 +1,38 @@
 """CLI commands of the service: ``build-service``, ``recommend`` and ``serve``.
 
 They only parse arguments and print; the work is in ``workflows.build_service``,
-``ServingModel`` and ``run_server``. They belong to the CLI layer, above everything they call.
+``ServingModel`` and ``run_server``. They belong to the CLI layer, above everything they call, and
+import serving only when they run: the serving dependencies are an extra (``watchnext[serve]``),
+and without it each command says so and exits with code 2 instead of the CLI failing to start.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
-
-from watchnext.serve.model_dir import ModelDirError
-from watchnext.serve.registry import VersionNotFound
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
+
+# what the service needs at run time, all from the serve extra (pyproject.toml)
+SERVE_EXTRA_MODULES = ("fastapi", "uvicorn", "onnx", "onnxruntime", "faiss")
+SERVE_INSTALL = "pip install 'watchnext[serve]'"
+
+
+def require_serve_extra(command: str) -> None:
+    """Exit with code 2, naming the extra to install, if a serving dependency is missing."""
+    missing = [name for name in SERVE_EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        err.print(f"[red]error:[/red] `watchnext {command}` needs the serve extra (missing: "
+                  f"{', '.join(missing)}); install it with: {escape(SERVE_INSTALL)}")
+        raise typer.Exit(2)
 
 
 def build_service(
@@ -35,8 +49,10 @@ def build_service(
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists")] = False,
 ) -> None:
     """Train a ranker and write a servable model directory (retrieval + features + ONNX)."""
+    require_serve_extra("build-service")
     from watchnext.config import load_config
     from watchnext.serve.data import training_tables
+    from watchnext.serve.model_dir import ModelDirError
     from watchnext.workflows import build_service as train_and_build
 
     cfg = load_config(config)
@@ -63,7 +79,9 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Print the watch-next list for a user watching a video."""
-    from watchnext.serve.registry import ModelRegistry
+    require_serve_extra("recommend")
+    from watchnext.serve.model_dir import ModelDirError
+    from watchnext.serve.registry import ModelRegistry, VersionNotFound
 
     try:
         model = ModelRegistry(model_dir, backend="auto").load()
@@ -102,6 +120,9 @@ def serve(
 ) -> None:
     """Serve the HTTP API, the web page (/) and the docs (/docs). Admin reload needs
     WATCHNEXT_ADMIN_TOKEN set."""
+    require_serve_extra("serve")
+    from watchnext.serve.model_dir import ModelDirError
+    from watchnext.serve.registry import VersionNotFound
     from watchnext.serve.server import run_server
 
     if backend not in ("auto", "onnx", "torch"):
