@@ -11,12 +11,13 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "watchnext"
 
-BASE = {"config", "artifacts"}
+BASE = {"lazy", "config", "artifacts"}
 MODEL = BASE | {"data", "model"}
 # each layer and the layers it may import (besides its own package)
 ALLOWED = {
-    "config": set(),
-    "artifacts": {"config"},
+    "lazy": set(),  # lazy package namespaces, for __init__ files
+    "config": {"lazy"},
+    "artifacts": {"lazy", "config"},
     "data": BASE,
     "model": BASE | {"data"},
     "evaluate": MODEL,

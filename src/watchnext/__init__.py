@@ -7,8 +7,9 @@ importing the package changes no process-wide setting.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from watchnext.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from watchnext.api import Ranker
@@ -31,14 +32,4 @@ __all__ = ["CheckpointError", "ConfigError", "DataError", "Ranker", "RunConfig",
            "config_from_dict", "load_config"]
 __version__ = "0.1.0"
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'watchnext' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -8,8 +8,9 @@ so that a plain install's ``watchnext`` command starts and can say which extra i
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from watchnext.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from watchnext.serve.app import create_app
@@ -30,14 +31,4 @@ _EXPORTS = {
 __all__ = ["ModelDirError", "ModelRegistry", "RankedItem", "Ranking", "ServingModel",
            "build_model_dir", "create_app", "read_manifest"]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'watchnext.serve' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
