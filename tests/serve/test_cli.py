@@ -1,6 +1,7 @@
 import json
 
 import pyarrow.parquet as pq
+import torch
 import typer
 from typer.testing import CliRunner
 
@@ -68,6 +69,30 @@ def test_build_service(tmp_path, logs):
     assert again.exit_code == 2 and "already exists" in again.output
 
 
+def test_build_service_from_a_trained_checkpoint(tmp_path, logs):
+    """--model: serving builds from what `watchnext train` wrote, and trains nothing."""
+    from watchnext.api import Ranker
+    from watchnext.serve.model_dir import load_ranker
+
+    from .conftest import tiny_config
+
+    train = tmp_path / "train.parquet"
+    pq.write_table(logs.slice(0, 1500), train)
+    ranker = Ranker(tiny_config().replace(train={"max_epochs": 1})).fit(logs.slice(0, 1500))
+    checkpoint = ranker.save(tmp_path / "run" / "model")
+    out = tmp_path / "models" / "v1"
+    args = ["build-service", str(CONFIG), str(out), "--train", str(train), "--no-onnx",
+            "--max-candidates", "30", "--model"]
+    result = runner.invoke(cli(), [*args, str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert "training" not in result.output
+    built = load_ranker(out).model.state_dict()
+    assert all(torch.equal(v, built[k]) for k, v in ranker.model.state_dict().items())
+    missing = runner.invoke(cli(), [*args[:2], str(tmp_path / "v2"), *args[3:],
+                                    str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "not a checkpoint" in missing.output
+
+
 def test_without_the_serve_extra_each_command_names_it_and_exits_2(monkeypatch, tmp_path):
     """What a plain install sees (tests/test_plain_install.py builds one for real)."""
     import importlib.util
@@ -83,4 +108,12 @@ def test_without_the_serve_extra_each_command_names_it_and_exits_2(monkeypatch, 
         assert result.exit_code == 2, result.output
         text = " ".join(result.output.split())
         assert "missing: fastapi, faiss" in text and "pip install 'watchnext[serve]'" in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_service_refuses_a_bad_config_with_exit_2(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[model]\nkind = "mmoe"\n')
+    result = runner.invoke(cli(), ["build-service", str(config), str(tmp_path / "out")])
+    assert result.exit_code == 2 and "features" in result.output
     assert not (tmp_path / "out").exists()

@@ -36,7 +36,8 @@ def require_serve_extra(command: str) -> None:
 
 
 def build_service(
-    config: Annotated[Path, typer.Argument(help="Run config (TOML), e.g. configs/kuairand_v1.toml")],
+    config: Annotated[Path, typer.Argument(help="Run config (TOML), e.g. configs/kuairand_v1.toml; "
+                                                "with --model only its [data] is read")],
     out: Annotated[Path, typer.Argument(help="Model directory to write (e.g. models/v1)")],
     train: Annotated[list[str] | None, typer.Option(help="Training logs (default: the config's "
                                                          "data.train, else its bundled dataset)")
@@ -47,23 +48,35 @@ def build_service(
     max_candidates: Annotated[int, typer.Option(min=1, help="Candidate pool cap")] = 300,
     onnx: Annotated[bool, typer.Option(help="Export the serving graph to ONNX")] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists")] = False,
+    model: Annotated[Path | None, typer.Option(help="A trained checkpoint (e.g. OUT/model of "
+                                                    "`watchnext train`): build from it, no training")
+                     ] = None,
 ) -> None:
-    """Train a ranker and write a servable model directory (retrieval + features + ONNX)."""
+    """Train a ranker (or take --model) and write a servable model directory (retrieval +
+    features + ONNX)."""
     require_serve_extra("build-service")
-    from watchnext.config import load_config
+    import pyarrow as pa
+
+    from watchnext.config import ConfigError, load_config
+    from watchnext.data.errors import DataError
     from watchnext.serve.data import training_tables
-    from watchnext.serve.model_dir import ModelDirError
+    from watchnext.serve.model_dir import ModelDirError, build_model_dir
     from watchnext.workflows import build_service as train_and_build
 
-    cfg = load_config(config)
-    if epochs is not None:
-        cfg = cfg.replace(train={"max_epochs": epochs})
-    train_table, valid_table = training_tables(cfg, train, valid)
+    options = {"item_column": item_column, "max_candidates": max_candidates, "onnx": onnx,
+               "overwrite": overwrite, "log": console.print}
     try:
-        path = train_and_build(cfg, train_table, out, valid=valid_table, item_column=item_column,
-                               max_candidates=max_candidates, onnx=onnx, overwrite=overwrite,
-                               log=console.print)
-    except ModelDirError as exc:
+        cfg = load_config(config)
+        if epochs is not None:
+            cfg = cfg.replace(train={"max_epochs": epochs})
+        train_table, valid_table = training_tables(cfg, train, valid)
+        if model is None:
+            path = train_and_build(cfg, train_table, out, valid=valid_table, **options)
+        else:
+            logs = pa.concat_tables([t for t in (train_table, valid_table) if t is not None],
+                                    promote_options="permissive")
+            path = build_model_dir(model, logs, out, **options)
+    except (ModelDirError, ConfigError, DataError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     manifest = json.loads((path / "service.json").read_text())
