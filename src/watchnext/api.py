@@ -79,7 +79,7 @@ class Ranker:
         if resume and (Path(run_dir) / ckpt.LATEST).exists():
             saved = ckpt.read_checkpoint(run_dir)
             self._check_same_run(saved["config"])
-            self._adopt(model_from_checkpoint(saved))
+            self._adopt(model_from_checkpoint(saved, self.config))
             self.trainer = Trainer(self.config, self.encoder, self.model, self.log)
         else:
             self._build([t for _, t in named])
@@ -143,7 +143,7 @@ class Ranker:
         self._check_fitted()
         if self.trainer is not None:
             return self.trainer.save(directory)
-        return LoadedModel(self.config, self.encoder, self.model, self._loaded_state).save(directory)
+        return LoadedModel(self.config, self.encoder, self.model, {"step": self.step}).save(directory)
 
     @classmethod
     def load(cls, path: str | Path) -> Ranker:

@@ -40,9 +40,10 @@ def load_model(path: str | Path) -> LoadedModel:
     return model_from_checkpoint(ckpt.read_checkpoint(path))
 
 
-def model_from_checkpoint(saved: dict[str, Any]) -> LoadedModel:
-    """Build the ranker described by ``read_checkpoint``'s result and load its weights."""
-    config = saved["config"]
+def model_from_checkpoint(saved: dict[str, Any], config: RunConfig | None = None) -> LoadedModel:
+    """Build the ranker described by ``read_checkpoint``'s result and load its weights; with
+    ``config``, build it as that config says (a resumed run's own settings, e.g. sparse tables)."""
+    config = config or saved["config"]
     encoder = FeatureEncoder.from_state(config, saved["encoder"])
     model = MultitaskRanker(config, encoder, sparse=config.train.sparse_embeddings)
     try:
