@@ -38,8 +38,9 @@ import torch
 from watchnext.config import load_config
 from watchnext.data.datasets import load_dataset
 from watchnext.model.cost import multiplications
-from watchnext.serve import ServingModel, build_model_dir
+from watchnext.serve import ServingModel
 from watchnext.serve.model_dir import load_ranker
+from watchnext.workflows import build_service
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "src" / "watchnext" / "configs" / "kuairand_v1.toml"
@@ -57,7 +58,7 @@ def build_registry(out: Path, quick: bool, rebuild: bool) -> Path:
             continue
         cfg = load_config(CONFIG).replace(train={"max_epochs": 1, "seed": seed, "progress": False})
         print(f"building {version} (1 epoch on {train.num_rows:,} rows) ...", flush=True)
-        build_model_dir(cfg, train, registry / version, valid=splits["valid"])
+        build_service(cfg, train, registry / version, valid=splits["valid"])
     return registry
 
 

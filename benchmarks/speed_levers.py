@@ -20,7 +20,6 @@ rounds, and reports medians. In the lever table every variant runs with watchnex
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import statistics
@@ -78,9 +77,11 @@ def watchnext_trainer(lever: dict[str, Any], encoder, threads: int) -> Any:
     from watchnext.model.layers import GroupedMLP
     from watchnext.model.ranker import MultitaskRanker
     from watchnext.train.optim import make_optimizer
+    from watchnext.train.speed import apply_process_settings
     from watchnext.train.trainer import Trainer
 
     config = tt.workload_config(PEER, {**lever["train"], **TRAIN_OVERRIDES, "threads": threads})
+    apply_process_settings(config.train)  # as Ranker.fit does
     torch.manual_seed(tt.SEED)
     model = MultitaskRanker(config, encoder, sparse=config.train.sparse_embeddings)
     if lever.get("loop"):
@@ -148,7 +149,7 @@ def main() -> None:
         args.only = ["RowWiseAdam"]
 
     TRAIN_OVERRIDES.update(json.loads(args.train))
-    importlib.import_module("watchnext")  # before torch, so its OpenMP default applies
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: what `watchnext` sets
     import pyarrow as pa
     import torch
 

@@ -135,9 +135,11 @@ def worker_memory(data: Path) -> dict:
     from watchnext.data.encoder import FeatureEncoder
     from watchnext.data.io import read_tables
     from watchnext.model.ranker import MultitaskRanker
+    from watchnext.train.speed import apply_process_settings
     from watchnext.train.trainer import Trainer
 
     cfg = config_from_dict(CONFIG)
+    apply_process_settings(cfg.train)  # as Ranker.fit and train_stream do
     started = time.perf_counter()
     files = sorted(str(p) for p in data.glob("day=*/*.parquet"))
     table = read_tables(files)

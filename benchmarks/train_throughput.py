@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import json
 import os
 import statistics
@@ -53,7 +52,7 @@ RUNS: dict[str, dict[str, Any]] = {
         "model": {"kind": "shared_bottom", "bottom_units": list(EXPERT_UNITS)}},
     "DeepCTR-Torch MMOE": {"lib": "deepctr", "env": {"OMP_WAIT_POLICY": None}},
 }
-# the process settings watchnext makes (OMP_WAIT_POLICY=PASSIVE in watchnext/__init__.py, glibc
+# the process settings watchnext makes (OMP_WAIT_POLICY=PASSIVE in the `watchnext` command, glibc
 # keeping freed memory with train.retain_freed_memory), given to the peer as well (--peer-tuned)
 # through the equivalent environment variables, so the ratio can be read with and without them
 PEER_TUNED = {"DeepCTR-Torch MMOE + watchnext's process settings": {
@@ -127,7 +126,7 @@ def workload_config(model: dict[str, Any], train: dict[str, Any]):
 
 
 def run_watchnext(rows: int, model: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
-    importlib.import_module("watchnext")  # before torch, so its OpenMP default applies
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: what `watchnext` sets
     import pyarrow as pa
     import torch
 
@@ -135,10 +134,12 @@ def run_watchnext(rows: int, model: dict[str, Any], train: dict[str, Any]) -> di
     from watchnext.evaluate.report import predict_batch
     from watchnext.model.cost import multiplications
     from watchnext.model.ranker import MultitaskRanker
+    from watchnext.train.speed import apply_process_settings
     from watchnext.train.trainer import Trainer
 
     torch.set_num_threads(THREADS)
     config = workload_config(model, train)
+    apply_process_settings(config.train)  # what a training entry point does (Ranker.fit, the CLI)
     data = make_data(rows)
     table = pa.table({**{f"c{i}": data["ids"][:, i] for i in range(CATEGORICAL)},
                       **{f"d{i}": data["dense"][:, i] for i in range(DENSE)},

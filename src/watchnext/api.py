@@ -29,8 +29,10 @@ from watchnext.data.io import read_tables, where
 from watchnext.evaluate import schema
 from watchnext.evaluate.report import evaluate, position_bias, predict_batch
 from watchnext.model.cost import multiplications
+from watchnext.model.load import LoadedModel, load_model, model_from_checkpoint
 from watchnext.model.ranker import MultitaskRanker
 from watchnext.model.score import combined_score
+from watchnext.train.speed import apply_process_settings
 from watchnext.train.trainer import History, Trainer
 
 TableLike = pa.Table | str | Path | Sequence[str]
@@ -52,8 +54,9 @@ class Ranker:
         self.encoder: FeatureEncoder | None = None
         self.model: MultitaskRanker | None = None
         self.history: list[History] = []
-        self.trainer: Trainer | None = None
+        self.trainer: Trainer | None = None  # only while training in this process
         self.stream_metrics: dict[str, Any] = {}
+        self._loaded_state: dict[str, Any] = {}  # state.json of the checkpoint this was loaded from
 
     def _build(self, train: pa.Table | Sequence[pa.Table]) -> None:
         torch.manual_seed(self.config.train.seed)
@@ -69,6 +72,7 @@ class Ranker:
 
     def fit(self, train: TableLike, valid: TableLike | None = None) -> Ranker:
         """Fit vocabularies on ``train``, then train with early stopping on ``valid``."""
+        apply_process_settings(self.config.train)
         train_table = as_table(train)
         self._build(train_table)
         valid_batch = self.encode(valid) if valid is not None else None
@@ -78,11 +82,13 @@ class Ranker:
     def fit_sequential(self, chunks: Sequence[tuple[str, TableLike]], run_dir: str | Path,
                        valid: TableLike | None = None, resume: bool = False) -> Ranker:
         """Train day by day in time order, checkpointing after each chunk (see Trainer)."""
+        apply_process_settings(self.config.train)
         named = [(name, as_table(data)) for name, data in chunks]
         if resume and (Path(run_dir) / ckpt.LATEST).exists():
             saved = ckpt.read_checkpoint(run_dir)
             self._check_same_run(saved["config"])
-            self._restore(saved, for_training=True)
+            self._adopt(model_from_checkpoint(saved, self.config))
+            self.trainer = Trainer(self.config, self.encoder, self.model, self.log)
         else:
             self._build([t for _, t in named])
         batches = [(name, self.encode(t)) for name, t in named]
@@ -101,7 +107,7 @@ class Ranker:
 
         result = train_stream(self.config, data, run_dir, StreamOptions(**options), self.log)
         self.stream_metrics = result.metrics
-        self._restore(ckpt.read_checkpoint(result.checkpoint or run_dir), for_training=False)
+        self._adopt(load_model(result.checkpoint or run_dir))
         return self
 
     def encode(self, data: TableLike, targets: bool = True) -> Batch:
@@ -211,27 +217,32 @@ class Ranker:
         vocab = self.encoder.vocabularies.get("__device__") if self.encoder else None
         return vocab.values if vocab else []
 
+    @property
+    def step(self) -> int:
+        """Optimiser steps taken: by this process's training, else as saved in the checkpoint."""
+        return self.trainer.step if self.trainer is not None else self._loaded_state.get("step", 0)
+
     def save(self, directory: str | Path) -> Path:
+        """Write a checkpoint folder; with the optimiser state if this process trained the model."""
         self._check_fitted()
-        return self.trainer.save(directory)
+        if self.trainer is not None:
+            return self.trainer.save(directory)
+        return LoadedModel(self.config, self.encoder, self.model, {"step": self.step}).save(directory)
 
     @classmethod
     def load(cls, path: str | Path) -> Ranker:
-        """Load a checkpoint folder (or a run folder with LATEST); verified, no pickle."""
-        saved = ckpt.read_checkpoint(path)
-        ranker = cls(saved["config"])
-        ranker._restore(saved, for_training=False)
+        """Load a checkpoint folder (or a run folder with LATEST); verified, no pickle.
+
+        Loading builds no trainer and changes no process-wide setting (threads, allocator).
+        """
+        loaded = load_model(path)
+        ranker = cls(loaded.config)
+        ranker._adopt(loaded)
         return ranker
 
-    def _restore(self, saved: dict[str, Any], for_training: bool) -> None:
-        self.encoder = FeatureEncoder.from_state(self.config, saved["encoder"])
-        self.model = MultitaskRanker(self.config, self.encoder,
-                                     sparse=self.config.train.sparse_embeddings)
-        self.model.load_state_dict(saved["weights"])
-        self.model.eval()
-        self.trainer = Trainer(self.config, self.encoder, self.model, self.log)
-        if not for_training:
-            self.trainer.step = saved["state"].get("step", 0)
+    def _adopt(self, loaded: LoadedModel) -> None:
+        self.encoder, self.model = loaded.encoder, loaded.model
+        self._loaded_state, self.trainer = loaded.state, None
 
     def _check_same_run(self, saved: RunConfig) -> None:
         """Resuming with another model, features or tasks would silently train something else."""

@@ -1,4 +1,5 @@
-"""End-to-end jobs behind the CLI: train, evaluate, inspect and the demo, as plain functions."""
+"""End-to-end jobs behind the CLI: train, evaluate, inspect, the demo and a service build, as plain
+functions."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from watchnext.data.datasets import open_bandit
 from watchnext.data.io import read_tables, write_parquet_atomic
 from watchnext.evaluate import html, schema, tables
 from watchnext.model.cost import match_cost
+from watchnext.model.load import LoadedModel
 
 Log = Callable[[str], None]
 
@@ -133,6 +135,23 @@ def score(model_dir: str | Path, data: list[Path], out: str | Path, *, with_posi
 def _mean(column: pa.ChunkedArray) -> float | None:
     value = pc.mean(column).as_py()
     return None if value is None else schema.significant(value)
+
+
+def build_service(config: RunConfig, train: pa.Table, out_dir: str | Path, *,
+                  valid: pa.Table | None = None, overwrite: bool = False, log: Log = print,
+                  **options: Any) -> Path:
+    """Train a ranker on ``train`` (early stopping on ``valid``), then write a servable model
+    directory from it; retrieval and the feature store read ``train`` and ``valid`` together, the
+    freshest logs at build time. ``options`` go to ``watchnext.serve.model_dir.build_model_dir``.
+    """
+    from watchnext.serve.model_dir import build_model_dir, refuse_existing
+
+    refuse_existing(out_dir, overwrite)  # before training, not after
+    log(f"training {config.model.kind} ranker on {train.num_rows:,} rows")
+    ranker = Ranker(config, log=log).fit(train, valid)
+    trained = LoadedModel(ranker.config, ranker.encoder, ranker.model, {"step": ranker.step})
+    logs = train if valid is None else pa.concat_tables([train, valid], promote_options="permissive")
+    return build_model_dir(trained, logs, out_dir, overwrite=overwrite, log=log, **options)
 
 
 def equal_cost_pair(config: RunConfig, train_table: pa.Table) -> dict[str, RunConfig]:

@@ -11,7 +11,8 @@ import pytest
 import watchnext
 from watchnext.config import RunConfig, load_config
 from watchnext.data.datasets import load_dataset
-from watchnext.serve import ModelRegistry, ServingModel, build_model_dir
+from watchnext.serve import ModelRegistry, ServingModel
+from watchnext.workflows import build_service
 
 CONFIG = Path(watchnext.__file__).parent / "configs" / "kuairand_v1.toml"
 
@@ -49,7 +50,7 @@ def logs(splits) -> pa.Table:
 def registry_root(tmp_path_factory, logs) -> Path:
     """models/v1: the tiny model. (Tests that need more versions copy it.)"""
     root = tmp_path_factory.mktemp("models")
-    build_model_dir(tiny_config(), logs, root / "v1", max_candidates=200)
+    build_service(tiny_config(), logs, root / "v1", max_candidates=200, log=lambda _m: None)
     return root
 
 

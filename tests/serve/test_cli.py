@@ -1,6 +1,7 @@
 import json
 
 import pyarrow.parquet as pq
+import torch
 import typer
 from typer.testing import CliRunner
 
@@ -79,3 +80,53 @@ def test_recommend_piped_prints_every_id_whole(model_dir, serving):
     listed = json.loads(runner.invoke(cli(), [*args, "--json"]).output)["items"]
     for item in listed:
         assert f"| {item['video_id']} | {item['score']:.4g} |" in result.output
+
+
+def test_build_service_from_a_trained_checkpoint(tmp_path, logs):
+    """--model: serving builds from what `watchnext train` wrote, and trains nothing."""
+    from watchnext.api import Ranker
+    from watchnext.serve.model_dir import load_ranker
+
+    from .conftest import tiny_config
+
+    train = tmp_path / "train.parquet"
+    pq.write_table(logs.slice(0, 1500), train)
+    ranker = Ranker(tiny_config().replace(train={"max_epochs": 1})).fit(logs.slice(0, 1500))
+    checkpoint = ranker.save(tmp_path / "run" / "model")
+    out = tmp_path / "models" / "v1"
+    args = ["build-service", str(CONFIG), str(out), "--train", str(train), "--no-onnx",
+            "--max-candidates", "30", "--model"]
+    result = runner.invoke(cli(), [*args, str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert "training" not in result.output
+    built = load_ranker(out).model.state_dict()
+    assert all(torch.equal(v, built[k]) for k, v in ranker.model.state_dict().items())
+    missing = runner.invoke(cli(), [*args[:2], str(tmp_path / "v2"), *args[3:],
+                                    str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "not a checkpoint" in missing.output
+
+
+def test_without_the_serve_extra_each_command_names_it_and_exits_2(monkeypatch, tmp_path):
+    """What a plain install sees (tests/test_plain_install.py builds one for real)."""
+    import importlib.util
+
+    from watchnext.serve import commands
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(commands.importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("fastapi", "faiss") else real(name, *a))
+    for args in (["serve", str(tmp_path)], ["recommend", str(tmp_path)],
+                 ["build-service", str(CONFIG), str(tmp_path / "out")]):
+        result = runner.invoke(cli(), args)
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert "missing: fastapi, faiss" in text and "pip install 'watchnext[serve]'" in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_service_refuses_a_bad_config_with_exit_2(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[model]\nkind = "mmoe"\n')
+    result = runner.invoke(cli(), ["build-service", str(config), str(tmp_path / "out")])
+    assert result.exit_code == 2 and "features" in result.output
+    assert not (tmp_path / "out").exists()

@@ -5,9 +5,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from watchnext.serve import ServingModel, build_model_dir
+from watchnext.serve import ServingModel
 from watchnext.serve.backends import PARITY_TOLERANCE, max_score_difference
 from watchnext.serve.model_dir import parity_inputs, read_manifest
+from watchnext.workflows import build_service
 
 from .conftest import tiny_config
 
@@ -20,7 +21,8 @@ def device_model(tmp_path_factory, logs):
     table = table.append_column("device", pa.array(rng.choice(["android", "ios"],
                                                               table.num_rows)))
     cfg = tiny_config().replace(bias={"position": "pos", "device": "device", "max_position": 5})
-    path = build_model_dir(cfg, table, tmp_path_factory.mktemp("dev") / "v1", max_candidates=40)
+    path = build_service(cfg, table, tmp_path_factory.mktemp("dev") / "v1", max_candidates=40,
+                         log=lambda _m: None)
     return ServingModel.load(path, backend="onnx")
 
 

@@ -1,11 +1,19 @@
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 
+from watchnext.api import Ranker
 from watchnext.serve import ServingModel
-from watchnext.serve.model_dir import ModelDirError, build_model_dir, read_manifest
+from watchnext.serve.model_dir import ModelDirError, build_model_dir, load_ranker, read_manifest
+from watchnext.workflows import build_service
 
 from .conftest import tiny_config
 
@@ -104,16 +112,31 @@ def test_model_dir_checksums_refuse_corruption(tmp_path, model_dir):
 
 def test_build_refuses_to_overwrite_and_is_atomic(tmp_path, model_dir, logs):
     with pytest.raises(ModelDirError, match="already exists"):
-        build_model_dir(tiny_config(), logs, model_dir)
+        build_service(tiny_config(), logs, model_dir)
     label = tiny_config().tasks[0].label
     with pytest.raises(Exception, match=label):
-        build_model_dir(tiny_config(), logs.drop([label]), tmp_path / "v9")
+        build_service(tiny_config(), logs.drop([label]), tmp_path / "v9")
     assert not (tmp_path / "v9").exists()
+
+
+def test_build_from_a_checkpoint_without_training(tmp_path, logs):
+    """Serving builds from a trained checkpoint; training is the workflow's job, not serve's."""
+    small = logs.slice(0, 1500)
+    ranker = Ranker(tiny_config().replace(train={"max_epochs": 1})).fit(small)
+    checkpoint = ranker.save(tmp_path / "ckpt")
+    path = build_model_dir(checkpoint, small, tmp_path / "m", onnx=False, max_candidates=20)
+    built = load_ranker(path).model.state_dict()
+    assert all(torch.equal(v, built[k]) for k, v in ranker.model.state_dict().items())
+    model = ServingModel.load(path)
+    assert np.isfinite([i.score for i in model.watch_next(None, None, None, k=3).items]).all()
+    with pytest.raises(ModelDirError, match="not a checkpoint"):
+        build_model_dir(tmp_path / "nothing", small, tmp_path / "n", onnx=False)
+    assert not (tmp_path / "n").exists()
 
 
 def test_build_without_onnx_serves_with_torch(tmp_path, logs):
     small = logs.slice(0, 1500)
-    path = build_model_dir(tiny_config(), small, tmp_path / "t", onnx=False, max_candidates=50)
+    path = build_service(tiny_config(), small, tmp_path / "t", onnx=False, max_candidates=50)
     assert read_manifest(path)["onnx"] == {"exported": False, "reason": "disabled"}
     model = ServingModel.load(path)
     assert model.backend.name == "torch"
@@ -131,7 +154,27 @@ def test_build_works_without_a_user_table(tmp_path, logs, serving):
     shuffled = small.set_column(small.schema.get_field_index(column), column,
                                 pa.array(np.random.default_rng(0).choice(
                                     ["a", "b", "c"], small.num_rows)))
-    path = build_model_dir(tiny_config(), shuffled, tmp_path / "c", onnx=False, max_candidates=20)
+    path = build_service(tiny_config(), shuffled, tmp_path / "c", onnx=False, max_candidates=20)
     model = ServingModel.load(path)
     assert model.store.roles[column] == "constant"
     assert len(model.watch_next("x", "y", None, k=2).items) == 2
+
+
+def test_serving_loads_a_model_without_importing_training(model_dir):
+    """Serving sits on the model layer: loading and answering import no training code, no Ranker
+    and no progress bars (a subprocess, so nothing else in the test session has imported them)."""
+    code = (
+        "import json, sys\n"
+        "import watchnext.serve\n"
+        "from watchnext.model.load import load_model\n"
+        "from watchnext.serve import ModelRegistry, ServingModel, create_app\n"
+        f"load_model({str(model_dir)!r})\n"
+        f"model = ServingModel.load({str(model_dir)!r})\n"
+        "model.watch_next(None, None, None, k=3)\n"
+        f"create_app(ModelRegistry({str(model_dir.parent)!r}))\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith("
+        "('watchnext.train', 'watchnext.api', 'watchnext.workflows', 'rich.progress')))))\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -61,7 +61,7 @@ def test_resumed_sequential_run_continues_from_the_saved_step(config, impression
     with pytest.raises(KeyboardInterrupt):
         Ranker(config).fit_sequential(days, tmp_path / "cut")
     monkeypatch.undo()
-    steps_after_two = Ranker.load(tmp_path / "cut").trainer.step
+    steps_after_two = Ranker.load(tmp_path / "cut").step
     resumed = Ranker(config).fit_sequential(days, tmp_path / "cut", resume=True)
 
     assert steps_after_two > 0 and resumed.trainer.step == full.trainer.step
@@ -76,7 +76,7 @@ def test_sequential_checkpoints_each_day(config, impressions, tmp_path):
     assert names == ["chunk-0000", "chunk-0001", "chunk-0002"]
     assert (tmp_path / "run" / "LATEST").read_text().strip().endswith("chunk-0002")
     loaded = Ranker.load(tmp_path / "run")
-    assert loaded.trainer.step > 0
+    assert loaded.step > 0
 
 
 def test_labels_missing_for_a_task_do_not_break_training(config, impressions):

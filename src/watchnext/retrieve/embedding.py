@@ -14,10 +14,10 @@ vectors of their last watches: it answers when the query video is unknown (cold 
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import faiss
 import numpy as np
 import pyarrow as pa
 import torch
@@ -25,6 +25,9 @@ import torch
 from watchnext.retrieve.base import CandidateSource, Query, csr_from_pairs
 from watchnext.retrieve.cowatch import cowatch_pairs
 from watchnext.retrieve.log import LogColumns, WatchLog
+
+if TYPE_CHECKING:
+    import faiss
 
 INDEX_KINDS = ("flat", "hnsw")
 
@@ -132,6 +135,7 @@ class EmbeddingRetrieval(CandidateSource):
         return normalise(out)
 
     def _build_index(self) -> None:
+        faiss = _import_faiss()
         self._users = {v: i for i, v in enumerate(self.user_ids)}
         self._searchable = np.flatnonzero(np.linalg.norm(self.item_vectors, axis=1) > 0)
         if self.index_kind == "hnsw":
@@ -188,3 +192,12 @@ class EmbeddingRetrieval(CandidateSource):
                 or self.user_vectors.shape != (len(self.user_ids), self.dim)):
             raise ValueError("embedding arrays disagree with the id lists or dim")
         self._build_index()
+
+
+def _import_faiss() -> Any:
+    """faiss on first use: it comes with the serve extra, and the other sources work without it."""
+    try:
+        return importlib.import_module("faiss")
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError("embedding retrieval needs faiss, which comes with the serve "
+                                  "extra: pip install 'watchnext[serve]'") from exc

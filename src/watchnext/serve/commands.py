@@ -1,28 +1,42 @@
 """CLI commands of the service: ``build-service``, ``recommend`` and ``serve``.
 
-They only parse arguments and print; the work is in ``build_model_dir``, ``ServingModel`` and
-``run_server``.
+They only parse arguments and print; the work is in ``workflows.build_service``,
+``ServingModel`` and ``run_server``. They belong to the CLI layer, above everything they call, and
+import serving only when they run: the serving dependencies are an extra (``watchnext[serve]``),
+and without it each command says so and exits with code 2 instead of the CLI failing to start.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-
-from watchnext.evaluate import tables
-from watchnext.serve.model_dir import ModelDirError
-from watchnext.serve.registry import VersionNotFound
+from rich.markup import escape
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
+# what the service needs at run time, all from the serve extra (pyproject.toml)
+SERVE_EXTRA_MODULES = ("fastapi", "uvicorn", "onnx", "onnxruntime", "faiss")
+SERVE_INSTALL = "pip install 'watchnext[serve]'"
+
+
+def require_serve_extra(command: str) -> None:
+    """Exit with code 2, naming the extra to install, if a serving dependency is missing."""
+    missing = [name for name in SERVE_EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        err.print(f"[red]error:[/red] `watchnext {command}` needs the serve extra (missing: "
+                  f"{', '.join(missing)}); install it with: {escape(SERVE_INSTALL)}")
+        raise typer.Exit(2)
+
 
 def build_service(
-    config: Annotated[Path, typer.Argument(help="Run config (TOML), e.g. configs/kuairand_v1.toml")],
+    config: Annotated[Path, typer.Argument(help="Run config (TOML), e.g. configs/kuairand_v1.toml; "
+                                                "with --model only its [data] is read")],
     out: Annotated[Path, typer.Argument(help="Model directory to write (e.g. models/v1)")],
     train: Annotated[list[str] | None, typer.Option(help="Training logs (default: the config's "
                                                          "data.train, else its bundled dataset)")
@@ -33,21 +47,35 @@ def build_service(
     max_candidates: Annotated[int, typer.Option(min=1, help="Candidate pool cap")] = 300,
     onnx: Annotated[bool, typer.Option(help="Export the serving graph to ONNX")] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists")] = False,
+    model: Annotated[Path | None, typer.Option(help="A trained checkpoint (e.g. OUT/model of "
+                                                    "`watchnext train`): build from it, no training")
+                     ] = None,
 ) -> None:
-    """Train a ranker and write a servable model directory (retrieval + features + ONNX)."""
-    from watchnext.config import load_config
-    from watchnext.serve.data import training_tables
-    from watchnext.serve.model_dir import build_model_dir
+    """Train a ranker (or take --model) and write a servable model directory (retrieval +
+    features + ONNX)."""
+    require_serve_extra("build-service")
+    import pyarrow as pa
 
-    cfg = load_config(config)
-    if epochs is not None:
-        cfg = cfg.replace(train={"max_epochs": epochs})
-    train_table, valid_table = training_tables(cfg, train, valid)
+    from watchnext.config import ConfigError, load_config
+    from watchnext.data.errors import DataError
+    from watchnext.serve.data import training_tables
+    from watchnext.serve.model_dir import ModelDirError, build_model_dir
+    from watchnext.workflows import build_service as train_and_build
+
+    options = {"item_column": item_column, "max_candidates": max_candidates, "onnx": onnx,
+               "overwrite": overwrite, "log": console.print}
     try:
-        path = build_model_dir(cfg, train_table, out, valid=valid_table, item_column=item_column,
-                               max_candidates=max_candidates, onnx=onnx, overwrite=overwrite,
-                               log=console.print)
-    except ModelDirError as exc:
+        cfg = load_config(config)
+        if epochs is not None:
+            cfg = cfg.replace(train={"max_epochs": epochs})
+        train_table, valid_table = training_tables(cfg, train, valid)
+        if model is None:
+            path = train_and_build(cfg, train_table, out, valid=valid_table, **options)
+        else:
+            logs = pa.concat_tables([t for t in (train_table, valid_table) if t is not None],
+                                    promote_options="permissive")
+            path = build_model_dir(model, logs, out, **options)
+    except (ModelDirError, ConfigError, DataError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     manifest = json.loads((path / "service.json").read_text())
@@ -63,7 +91,10 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Print the watch-next list for a user watching a video."""
-    from watchnext.serve.registry import ModelRegistry
+    require_serve_extra("recommend")
+    from watchnext.evaluate import tables
+    from watchnext.serve.model_dir import ModelDirError
+    from watchnext.serve.registry import ModelRegistry, VersionNotFound
 
     try:
         model = ModelRegistry(model_dir, backend="auto").load()
@@ -99,6 +130,9 @@ def serve(
 ) -> None:
     """Serve the HTTP API, the web page (/) and the docs (/docs). Admin reload needs
     WATCHNEXT_ADMIN_TOKEN set."""
+    require_serve_extra("serve")
+    from watchnext.serve.model_dir import ModelDirError
+    from watchnext.serve.registry import VersionNotFound
     from watchnext.serve.server import run_server
 
     if backend not in ("auto", "onnx", "torch"):

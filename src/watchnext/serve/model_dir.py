@@ -1,7 +1,7 @@
 """A servable model directory: the ranker checkpoint plus everything serving needs beside it.
 
     MODEL_DIR/
-      config.json, encoder.json, model.safetensors, state.json, ...   what Ranker.save writes
+      config.json, encoder.json, model.safetensors, state.json   the ranker's checkpoint
       retrieval/       pool.json + one folder per candidate source (JSON + .npy)
       features/        store.json + users.parquet + items.parquet (latest values per entity)
       serving.onnx     the serving graph (absent if export failed; the reason is in service.json)
@@ -9,6 +9,8 @@
 
 The folder is built under a temporary name and renamed into place when complete, and loading
 verifies every checksum, so a half-written or corrupted model directory is refused, never served.
+Building one needs a trained model (a checkpoint): training is not serving's job
+(``watchnext.workflows.build_service`` trains, then calls ``build_model_dir``).
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from watchnext.api import Ranker
 from watchnext.artifacts.checkpoint import CheckpointError
 from watchnext.config import RunConfig
+from watchnext.model.load import LoadedModel, load_model
 from watchnext.retrieve.log import LogColumns
 from watchnext.retrieve.pool import default_pool
 from watchnext.serve.backends import (
@@ -60,37 +62,38 @@ def default_columns(config: RunConfig, table: pa.Table, item_column: str = "vide
                       watched=watched)
 
 
-def build_model_dir(config: RunConfig, train: pa.Table, out_dir: str | Path, *,
-                    valid: pa.Table | None = None, ranker: Ranker | None = None,
+def refuse_existing(out_dir: str | Path, overwrite: bool) -> Path:
+    """``out_dir`` as a Path, or ``ModelDirError`` if it exists and may not be replaced."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise ModelDirError(f"{out_dir}: already exists (pass overwrite=True to replace it)")
+    return out_dir
+
+
+def build_model_dir(model: LoadedModel | str | Path, logs: pa.Table, out_dir: str | Path, *,
                     item_column: str = "video_id", columns: LogColumns | None = None,
                     max_candidates: int = 300, topic_column: str = "topic",
                     roles: dict[str, str] | None = None, onnx: bool = True,
                     overwrite: bool = False, log: Callable[[str], None] = lambda _m: None) -> Path:
-    """Train (unless ``ranker`` is given) and write a servable model directory at ``out_dir``.
-
-    The ranker learns from ``train`` (early stopping on ``valid``); retrieval and the feature
-    store read ``train`` and ``valid`` together, the freshest logs available at build time.
+    """Write a servable model directory at ``out_dir`` from a trained model (a checkpoint folder,
+    or a ``LoadedModel``) and ``logs``, which retrieval and the feature store learn from: pass the
+    freshest logs available at build time (e.g. the training and validation days together).
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise ModelDirError(f"{out_dir}: already exists (pass overwrite=True to replace it)")
-    logs = pa.concat_tables([train, valid], promote_options="permissive") if valid is not None \
-        else train
-    columns = columns or default_columns(config, logs, item_column)
-    if ranker is None:
-        log(f"training {config.model.kind} ranker on {train.num_rows:,} rows")
-        ranker = Ranker(config, log=log).fit(train, valid)
+    out_dir = refuse_existing(out_dir, overwrite)
+    if not isinstance(model, LoadedModel):
+        model = load_ranker(model)
+    columns = columns or default_columns(model.config, logs, item_column)
     tmp = out_dir.with_name(f".{out_dir.name}.building-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    ranker.save(tmp)
+    model.save(tmp)
     log("fitting candidate sources")
     pool = default_pool(logs, columns, max_candidates, topic_column)
     pool.save(tmp / "retrieval")
     log("building the feature store")
-    store = FeatureStore.build(logs, ranker.encoder, columns, roles)
+    store = FeatureStore.build(logs, model.encoder, columns, roles)
     store.save(tmp / "features")
-    onnx_info = _export(ranker, store, tmp / ONNX_FILE) if onnx else {"exported": False,
-                                                                      "reason": "disabled"}
+    onnx_info = _export(model, store, tmp / ONNX_FILE) if onnx else {"exported": False,
+                                                                     "reason": "disabled"}
     manifest = {"format": FORMAT, "created": dt.datetime.now(dt.UTC).isoformat(),
                 "columns": vars(columns), "onnx": onnx_info,
                 "retrieval": pool.describe(), "feature_roles": store.feature_roles,
@@ -104,10 +107,10 @@ def build_model_dir(config: RunConfig, train: pa.Table, out_dir: str | Path, *,
     return out_dir
 
 
-def _export(ranker: Ranker, store: FeatureStore, path: Path) -> dict[str, Any]:
+def _export(model: LoadedModel, store: FeatureStore, path: Path) -> dict[str, Any]:
     """Export to ONNX and check parity on real rows; a failure is recorded, not fatal."""
-    reference = ServingGraph(ranker.model, ranker.config.tasks)
-    graph = ExportGraph(ranker.model, ranker.config.tasks)
+    reference = ServingGraph(model.model, model.config.tasks)
+    graph = ExportGraph(model.model, model.config.tasks)
     probe = parity_inputs(store)
     try:
         export_onnx(graph, example_inputs(graph, 2, probe[0].shape[1], probe[1].shape[1],
@@ -166,8 +169,9 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def load_ranker(directory: str | Path) -> Ranker:
+def load_ranker(directory: str | Path) -> LoadedModel:
+    """The ranker of a model directory (or any checkpoint folder); a bad one is a ModelDirError."""
     try:
-        return Ranker.load(directory)
+        return load_model(directory)
     except CheckpointError as exc:
         raise ModelDirError(str(exc)) from exc

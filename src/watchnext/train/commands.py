@@ -1,6 +1,6 @@
 """``watchnext train-stream``: the command-line face of ``watchnext.train.streaming.train_stream``.
 
-Works alone or under torchrun (``torchrun --nproc-per-node 2 -m watchnext.cli train-stream ...``);
+Works alone or under torchrun (``torchrun --nproc-per-node 2 -m watchnext train-stream ...``);
 see docs/distributed.md. ``python -m watchnext.train.commands train-stream ...`` runs the same
 command without the rest of the CLI.
 """

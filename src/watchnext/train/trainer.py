@@ -25,7 +25,7 @@ from watchnext.model.ranker import MultitaskRanker
 from watchnext.train.losses import per_task_losses, weighted_total
 from watchnext.train.optim import make_optimizer, sparse_tables
 from watchnext.train.rowwise import RowWiseAdam
-from watchnext.train.speed import apply_process_settings, autocast
+from watchnext.train.speed import autocast
 
 Log = Callable[[str], None]
 
@@ -54,7 +54,6 @@ class Trainer:
         self._forward = torch.compile(model) if t.compile else model  # training forward only
         self.step = 0
         self.chunk = 0
-        apply_process_settings(t)
 
     def fit(self, train: Batch, valid: Batch | None = None, chunk: int = 0) -> History:
         """Train for up to ``max_epochs``; with ``valid``, stop early and keep the best epoch."""
