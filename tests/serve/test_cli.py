@@ -35,6 +35,16 @@ def test_recommend_json(model_dir, serving):
     assert data["items"][0]["source"] in ("cowatch", "embedding", "topic", "popular")
 
 
+def test_recommend_table_survives_a_pipe(model_dir):
+    result = runner.invoke(cli(), ["recommend", str(model_dir), "--k", "5"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    data = json.loads(runner.invoke(cli(), ["recommend", str(model_dir), "--k", "5",
+                                            "--json"]).stdout)
+    for item in data["items"]:
+        assert item["video_id"] in result.output and f"{item['score']:.3e}" in result.output
+
+
 def test_recommend_table_for_a_new_user(model_dir):
     result = runner.invoke(cli(), ["recommend", str(model_dir), "--user", "stranger", "--k", "3"],
                            env={"COLUMNS": "200"})

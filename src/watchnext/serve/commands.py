@@ -17,6 +17,13 @@ from rich.table import Table
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
+PIPE_WIDTH = 1000  # off a terminal, tables take their natural width instead of cutting cells
+
+
+def _out() -> Console:
+    """The console for results: the terminal's width, or (piped, logged) wide enough that no
+    cell is cut to ``…``."""
+    return console if console.is_terminal else Console(width=PIPE_WIDTH)
 
 
 def build_service(
@@ -84,7 +91,7 @@ def recommend(
         raise typer.Exit(2)
     ranking = model.watch_next(user, video, device, k=k)
     if as_json:
-        console.print_json(json.dumps({
+        _out().print_json(json.dumps({
             "model_version": ranking.model_version, "known_user": ranking.known_user,
             "known_video": ranking.known_video, "candidates": ranking.candidates,
             "items": [{"rank": r, "video_id": i.video_id, "score": i.score,
@@ -101,7 +108,7 @@ def recommend(
         table.add_row(str(r), item.video_id, f"{item.score:.3e}",
                       *(f"{item.predictions[t]:.3f}" for t in model.task_names),
                       ", ".join(item.sources))
-    console.print(table)
+    _out().print(table)
 
 
 def serve(
