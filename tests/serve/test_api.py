@@ -204,6 +204,7 @@ def test_admin_auth(registry_root):
     registry.load()
     disabled = TestClient(create_app(registry, admin_token=""))
     assert disabled.post("/admin/reload", headers=AUTH).status_code == 403
+    assert disabled.post("/admin/reload").status_code == 401  # no token sent: 401 first
     client = TestClient(create_app(registry, admin_token=TOKEN))
     assert client.post("/admin/reload").status_code == 401
     assert client.post("/admin/reload", headers={"Authorization": "Bearer nope"}).status_code == 401

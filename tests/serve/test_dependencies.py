@@ -72,6 +72,7 @@ def test_without_the_override_the_empty_registry_answers_503(client):
 
 def test_the_admin_check_is_a_dependency_too(tmp_path):
     app = create_app(ModelRegistry(tmp_path), admin_token="")
-    assert TestClient(app).post("/admin/reload").status_code == 403
+    assert TestClient(app).post("/admin/reload", headers={"Authorization": "Bearer x"}
+                                ).status_code == 403
     app.dependency_overrides[require_admin] = lambda: None
     assert TestClient(app).post("/admin/reload").status_code == 404  # no versions in tmp_path

@@ -40,15 +40,18 @@ def get_model(registry: Annotated[ModelRegistry, Depends(get_registry)]) -> Serv
 
 def require_admin(request: Request, credentials: Annotated[
         HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-    """The bearer token must equal the server's admin token; no token configured: 403."""
+    """The bearer token must equal the server's admin token. No bearer token: 401, as the
+    OpenAPI document's security scheme says; a token while none is configured: 403."""
     token: str = request.app.state.admin_token
+    unauthorised = HTTPException(401, "missing or wrong bearer token",
+                                 headers={"WWW-Authenticate": "Bearer"})
+    if credentials is None:
+        raise unauthorised
     if not token:
         raise HTTPException(403, f"admin endpoints are disabled: set {ADMIN_TOKEN_ENV} on the "
                                  "server")
-    if credentials is None or not hmac.compare_digest(credentials.credentials.encode(),
-                                                      token.encode()):
-        raise HTTPException(401, "missing or wrong bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+        raise unauthorised
 
 
 def checked_device(model: ServingModel, device: str | None) -> str | None:
