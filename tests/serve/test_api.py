@@ -167,6 +167,15 @@ def test_model_info_shows_no_paths(client, registry_root):
     assert str(registry_root.parent) not in response.text
 
 
+def test_model_info_reduces_paths_in_the_backend_report_to_file_names(loaded_registry):
+    loaded_registry.current.backend_report = {
+        "chosen": "torch", "reason": "RuntimeError: /srv/models/.v1.building-7/serving.onnx: "
+                                     "export failed; see https://onnx.ai/x/y"}
+    info = TestClient(create_app(loaded_registry)).get("/v1/model").json()
+    assert info["backend_report"]["reason"] == ("RuntimeError: serving.onnx: export failed; "
+                                                "see https://onnx.ai/x/y")
+
+
 def test_docs_are_served_without_any_outside_asset(client):
     html = client.get("/docs").text
     assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html)
