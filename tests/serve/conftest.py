@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -57,6 +58,19 @@ def registry_root(tmp_path_factory, logs) -> Path:
 @pytest.fixture(scope="session")
 def model_dir(registry_root) -> Path:
     return registry_root / "v1"
+
+
+@pytest.fixture(scope="session")
+def device_model_dir(tmp_path_factory, logs) -> Path:
+    """A model with the shallow tower over position x device (devices 'android' and 'ios')."""
+    rng = np.random.default_rng(0)
+    table = logs.slice(0, 3000)
+    table = table.append_column("pos", pa.array(rng.integers(1, 6, table.num_rows)))
+    table = table.append_column("device", pa.array(rng.choice(["android", "ios"],
+                                                              table.num_rows)))
+    cfg = tiny_config().replace(bias={"position": "pos", "device": "device", "max_position": 5})
+    return build_service(cfg, table, tmp_path_factory.mktemp("dev") / "v1", max_candidates=40,
+                         log=lambda _m: None)
 
 
 @pytest.fixture(scope="session")

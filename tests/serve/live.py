@@ -7,8 +7,10 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -33,27 +35,41 @@ def wait_until(check, timeout: float, what: str) -> None:
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s ({last})")
 
 
+@dataclass
+class Server:
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        """What the server process has written to stdout and stderr so far."""
+        return self.log_path.read_text(errors="replace")
+
+
 @contextlib.contextmanager
-def served(model_dir: Path, token: str = "", timeout: float = 120) -> Iterator[str]:
-    """``python -m watchnext.serve serve MODEL_DIR`` on a free port; yields its base URL."""
+def served(model_dir: Path, token: str = "", timeout: float = 120,
+           args: tuple[str, ...] = ()) -> Iterator[Server]:
+    """``python -m watchnext.serve serve MODEL_DIR`` on a free port, its output in a file."""
     port = free_port()
     env = {**os.environ, "WATCHNEXT_ADMIN_TOKEN": token}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "watchnext.serve", "serve", str(model_dir), "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited: {process.stdout.read()}")
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-
-        wait_until(ready, timeout, "server")
-        yield url
-    finally:
-        process.terminate()
+    with tempfile.TemporaryDirectory() as folder:
+        log_path = Path(folder) / "server.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "watchnext.serve", "serve", str(model_dir), "--port",
+                 str(port), *args], env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        server = Server(f"http://127.0.0.1:{port}", log_path)
         try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            def ready() -> bool:
+                if process.poll() is not None:
+                    raise RuntimeError(f"server exited: {server.log()}")
+                return httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200
+
+            wait_until(ready, timeout, "server")
+            yield server
+        finally:
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

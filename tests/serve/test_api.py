@@ -37,10 +37,36 @@ def test_watch_next(client, example):
     assert data["timings_ms"]["ranking"] >= 0
 
 
-def test_integer_ids_are_accepted(client, example):
+def test_integer_ids_are_accepted_and_answered_as_integers(client, example):
     body = {"user_id": int(example["user_id"]), "video_id": int(example["last_video"]), "k": 2}
     data = client.post("/v1/watch-next", json=body).json()
-    assert data["user_id"] == example["user_id"] and data["known_user"]
+    assert data["user_id"] == int(example["user_id"]) and data["known_user"]
+    assert data["video_id"] == int(example["last_video"]) and data["known_video"]
+
+
+def test_score_answers_each_id_with_the_json_type_it_came_in(client, example):
+    known = client.post("/v1/watch-next", json={"k": 2}).json()["items"]
+    sent = [1054335349840, known[0]["video_id"], int(known[1]["video_id"]), "x", 2**53 - 1]
+    response = client.post("/v1/score", json={"user_id": example["user_id"], "candidates": sent})
+    assert response.status_code == 200, response.text
+    got = [item["video_id"] for item in response.json()["items"]]
+    assert sorted(got, key=str) == sorted(sent, key=str)
+    assert [type(g) for g in sorted(got, key=str)] == [type(s) for s in sorted(sent, key=str)]
+    assert 1054335349840 in got and "1054335349840" not in got
+
+
+def test_ids_equal_as_strings_are_one_candidate_answered_as_first_given(client):
+    response = client.post("/v1/score", json={"candidates": [7, "7", "8", 8]})
+    assert response.json()["candidates"] == 2
+    assert {(type(i["video_id"]), str(i["video_id"])) for i in response.json()["items"]} == {
+        (int, "7"), (str, "8")}
+
+
+@pytest.mark.parametrize("when", ["2022-04-18T09:00:00Z", "2022-04-18t09:00:00.123456789+08:00",
+                                  "1971-01-01T00:00:00+14:00", "2999-12-31T23:59:59-23:59",
+                                  "2024-02-29T12:00:00z"])
+def test_rfc3339_times_in_range_are_served(client, when):
+    assert client.post("/v1/watch-next", json={"k": 1, "time": when}).status_code == 200
 
 
 def test_cold_start_is_not_an_error(client):
@@ -74,7 +100,16 @@ def test_score(client, example):
     ("/v1/watch-next", {"exclude": list(range(1001))}, "exclude"),
     ("/v1/watch-next", {"surprise": 1}, "surprise"),
     ("/v1/watch-next", {"time": "yesterday"}, "time"),
-    ("/v1/watch-next", {"time": "9999-12-31T23:59:59"}, "time"),
+    ("/v1/watch-next", {"time": "9999-12-31T23:59:59Z"}, "time"),
+    ("/v1/watch-next", {"time": "1970-12-31T23:59:59Z"}, "time"),
+    ("/v1/watch-next", {"time": "2022-04-18T09:00:00"}, "time"),  # no offset
+    ("/v1/watch-next", {"time": "2022-04-18 09:00:00Z"}, "time"),
+    ("/v1/watch-next", {"time": "2022-02-30T09:00:00Z"}, "time"),
+    ("/v1/watch-next", {"time": "2023-02-29T09:00:00Z"}, "time"),
+    ("/v1/watch-next", {"time": 1650272400}, "time"),
+    ("/v1/watch-next", {"user_id": 2**53}, "user_id"),
+    ("/v1/watch-next", {"video_id": -(2**53)}, "video_id"),
+    ("/v1/score", {"candidates": [9223372036854775999]}, "candidates"),
     ("/v1/watch-next", {"device": ""}, "device"),
     ("/v1/score", {}, "candidates"),
     ("/v1/score", {"candidates": []}, "candidates"),
@@ -123,6 +158,35 @@ def test_health_ready_and_docs(client):
     assert "watchnext" in client.get("/").text
 
 
+def test_model_info_shows_no_paths(client, registry_root):
+    response = client.get("/v1/model")
+    assert response.status_code == 200
+    info = response.json()
+    assert info["version"] == "v1" and info["devices"] == [] and info["users"] > 0
+    assert "directory" not in info and str(registry_root) not in response.text
+    assert str(registry_root.parent) not in response.text
+
+
+def test_model_info_reduces_paths_in_the_backend_report_to_file_names(loaded_registry):
+    loaded_registry.current.backend_report = {
+        "chosen": "torch", "reason": "RuntimeError: /srv/models/.v1.building-7/serving.onnx: "
+                                     "export failed; see https://onnx.ai/x/y"}
+    info = TestClient(create_app(loaded_registry)).get("/v1/model").json()
+    assert info["backend_report"]["reason"] == ("RuntimeError: serving.onnx: export failed; "
+                                                "see https://onnx.ai/x/y")
+
+
+def test_docs_are_served_without_any_outside_asset(client):
+    html = client.get("/docs").text
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html)
+    assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets), assets
+    assert "cdn" not in html.lower()
+    for asset in assets:
+        response = client.get(asset)
+        assert response.status_code == 200 and len(response.content) > 0, asset
+    assert client.get("/redoc").status_code == 200
+
+
 def test_readyz_is_503_without_a_model(tmp_path):
     client = TestClient(create_app(ModelRegistry(tmp_path)))
     assert client.get("/readyz").status_code == 503
@@ -149,6 +213,7 @@ def test_admin_auth(registry_root):
     registry.load()
     disabled = TestClient(create_app(registry, admin_token=""))
     assert disabled.post("/admin/reload", headers=AUTH).status_code == 403
+    assert disabled.post("/admin/reload").status_code == 401  # no token sent: 401 first
     client = TestClient(create_app(registry, admin_token=TOKEN))
     assert client.post("/admin/reload").status_code == 401
     assert client.post("/admin/reload", headers={"Authorization": "Bearer nope"}).status_code == 401

@@ -1,4 +1,5 @@
-"""End-to-end: the web page in headless Chromium, driven over the W3C WebDriver protocol.
+"""End-to-end: the web page and the API docs in headless Chromium with the network off, driven
+over the W3C WebDriver protocol.
 
 Chromium and chromedriver come from Debian (``scripts/setup-browser``). The test is skipped only
 when Chromium is absent; Chromium without chromedriver is a broken setup and fails.
@@ -24,7 +25,12 @@ ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 TAB = "\ue004"  # the WebDriver key code for Tab
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1400,900"]
+         "--disable-dev-shm-usage", "--window-size=1400,900",
+         # the network is off: names do not resolve and every host but loopback goes to a dead
+         # proxy, so a page that needs anything from outside 127.0.0.1 shows it
+         "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+         "--proxy-server=http://127.0.0.1:9"]
+CDN_ASSET = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"
 
 
 class Browser:
@@ -76,11 +82,17 @@ class Browser:
         deadline = time.monotonic() + timeout
         text = ""
         while time.monotonic() < deadline:
-            text = self.text(self.find(css))
+            found = self.find_all(css)  # not there yet is not a failure until the timeout
+            text = self.text(found[0]) if found else ""
             if needle in text:
                 return text
             time.sleep(0.2)
         raise AssertionError(f"{css!r} never showed {needle!r}; last text: {text!r}")
+
+    def run_async(self, script: str):
+        """Run ``script`` (it calls ``done(value)``) in the page; returns the value."""
+        return self.call("POST", "/execute/async", {
+            "script": f"const done = arguments[arguments.length - 1]; {script}", "args": []})
 
     def close(self) -> None:
         self.http.delete(self.session)
@@ -109,8 +121,8 @@ def browser(tmp_path):
 
 def test_web_page_recommends(browser, model_dir, serving):
     example = serving.store.examples["users"][0]
-    with served(model_dir) as url:
-        browser.go(url)
+    with served(model_dir) as server:
+        browser.go(server.url)
         browser.wait_text("#model", "model v1")
         browser.type("#user", example["user_id"] + TAB)  # leaving the field fills in the video
         wait_until(lambda: browser.value("#video") == example["last_video"], 10, "video field")
@@ -136,7 +148,40 @@ def test_web_page_recommends(browser, model_dir, serving):
         browser.wait_text("#status", "new user (cold start)")
         assert len(browser.find_all("#results tbody tr.item")) == 3
 
-        browser.type("#device", "d" * 70)  # the API allows 64 characters: the page shows the 422
+        device = browser.find("#device")  # this model has no device input: nothing to pick
+        assert browser.attribute(device, "disabled") == "true"
+        assert [browser.text(o) for o in browser.find_all("#device option")] == ["(none)"]
+
+        browser.type("#user", "u" * 129)  # the API allows 128 characters: the page shows the 422
         browser.click("#go")
         error = browser.wait_text("#error", "error 422")
-        assert "device" in error and "64" in error
+        assert "user_id" in error and "128" in error
+
+
+def test_page_offers_the_devices_the_model_knows(browser, device_model_dir):
+    with served(device_model_dir) as server:
+        browser.go(server.url)
+        browser.wait_text("#model", "model v1")
+        options = [browser.attribute(o, "value") for o in browser.find_all("#device option")]
+        assert sorted(options) == ["", "android", "ios"]
+        browser.click("#device option[value=ios]")
+        browser.type("#k", "4")
+        browser.click("#go")
+        browser.wait_text("#status", "candidates for")
+        assert len(browser.find_all("#results tbody tr.item")) == 4
+        assert browser.text(browser.find("#error")) == ""
+
+
+def test_api_docs_render_with_the_network_off(browser, model_dir):
+    with served(model_dir) as server:
+        browser.go(f"{server.url}/docs")
+        assert browser.wait_text(".swagger-ui .info .title", "watchnext", timeout=60)
+        wait_until(lambda: len(browser.find_all(".opblock")) >= 8, 30, "operations")
+        paths = {browser.text(p) for p in browser.find_all(".opblock-summary-path")}
+        assert {"/v1/watch-next", "/v1/score", "/admin/reload"} <= paths
+        loaded = browser.run_async(
+            "done(performance.getEntriesByType('resource').map((e) => e.name));")
+        assert loaded and all(u.startswith(server.url) for u in loaded), loaded
+        outside = browser.run_async(f"fetch({CDN_ASSET!r}).then(() => done('fetched'), "
+                                    "() => done('failed'));")
+        assert outside == "failed"  # the CDN copy the old page used is out of reach here

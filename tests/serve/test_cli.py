@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pyarrow.parquet as pq
 import torch
@@ -42,13 +43,32 @@ def test_recommend_table_for_a_new_user(model_dir):
     assert "new user" in result.output and "popular" in result.output
 
 
+def test_recommend_answers_with_the_newest_version_that_loads(tmp_path, model_dir):
+    for version in ("v1", "v2"):
+        shutil.copytree(model_dir, tmp_path / version)
+    (tmp_path / "v2" / "model.safetensors").write_bytes(b"not weights")
+    result = runner.invoke(cli(), ["recommend", str(tmp_path), "--k", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "note: serving v1" in result.stderr and "refused v2" in result.stderr
+    assert json.loads(result.stdout)["model_version"] == "v1"
+
+
+def test_recommend_refuses_a_device_the_model_does_not_know(device_model_dir):
+    result = runner.invoke(cli(), ["recommend", str(device_model_dir), "--device", "tv"])
+    assert result.exit_code == 2
+    assert "--device 'tv'" in result.output and "android" in result.output
+    ok = runner.invoke(cli(), ["recommend", str(device_model_dir), "--device", "ios", "--json"])
+    assert ok.exit_code == 0, ok.output
+
+
 def test_recommend_and_serve_report_a_bad_directory(tmp_path):
     for command in (["recommend", str(tmp_path)], ["serve", str(tmp_path), "--port", "0"]):
         result = runner.invoke(cli(), command)
         assert result.exit_code == 2
         assert "no model versions found" in result.output
-    result = runner.invoke(cli(), ["serve", str(tmp_path), "--backend", "gpu"])
-    assert result.exit_code == 2 and "--backend" in result.output
+    for command in ("serve", "recommend"):
+        result = runner.invoke(cli(), [command, str(tmp_path), "--backend", "gpu"])
+        assert result.exit_code == 2 and "--backend" in result.output
 
 
 def test_build_service(tmp_path, logs):
@@ -77,7 +97,7 @@ def test_recommend_piped_prints_every_id_whole(model_dir, serving):
     result = runner.invoke(cli(), args, env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     assert "…" not in result.output and "| # | video | score |" in result.output
-    listed = json.loads(runner.invoke(cli(), [*args, "--json"]).output)["items"]
+    listed = json.loads(runner.invoke(cli(), [*args, "--json"]).stdout)["items"]
     for item in listed:
         assert f"| {item['video_id']} | {item['score']:.4g} |" in result.output
 

@@ -2,28 +2,17 @@
 model (through the ONNX graph as well) while the position stays missing."""
 
 import numpy as np
-import pyarrow as pa
 import pytest
+from fastapi.testclient import TestClient
 
-from watchnext.serve import ServingModel
+from watchnext.serve import ModelRegistry, ServingModel, create_app
 from watchnext.serve.backends import PARITY_TOLERANCE, max_score_difference
 from watchnext.serve.model_dir import parity_inputs, read_manifest
-from watchnext.workflows import build_service
-
-from .conftest import tiny_config
 
 
 @pytest.fixture(scope="module")
-def device_model(tmp_path_factory, logs):
-    rng = np.random.default_rng(0)
-    table = logs.slice(0, 3000)
-    table = table.append_column("pos", pa.array(rng.integers(1, 6, table.num_rows)))
-    table = table.append_column("device", pa.array(rng.choice(["android", "ios"],
-                                                              table.num_rows)))
-    cfg = tiny_config().replace(bias={"position": "pos", "device": "device", "max_position": 5})
-    path = build_service(cfg, table, tmp_path_factory.mktemp("dev") / "v1", max_candidates=40,
-                         log=lambda _m: None)
-    return ServingModel.load(path, backend="onnx")
+def device_model(device_model_dir):
+    return ServingModel.load(device_model_dir, backend="onnx")
 
 
 def test_device_is_a_request_input(device_model):
@@ -53,3 +42,30 @@ def test_onnx_parity_with_a_device_input(device_model):
     inputs[3] = np.resize(np.array([0, 1, 2, 3], np.int64), len(inputs[3]))  # missing/OOV/known
     assert max_score_difference(torch_backend, device_model.backend, tuple(inputs)) \
         <= PARITY_TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def client(device_model_dir):
+    registry = ModelRegistry(device_model_dir, backend="torch")
+    registry.load()
+    return TestClient(create_app(registry))
+
+
+def test_the_api_takes_only_devices_the_model_knows(client):
+    assert sorted(client.get("/v1/model").json()["devices"]) == ["android", "ios"]
+    for path, body in (("/v1/watch-next", {"k": 3}), ("/v1/score", {"candidates": ["a", 1]})):
+        assert client.post(path, json={**body, "device": "ios"}).status_code == 200
+        assert client.post(path, json=body).status_code == 200  # absent: missing
+        refused = client.post(path, json={**body, "device": "tv"})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["detail"][0]["loc"] == ["body", "device"]
+        assert "'android'" in refused.json()["message"] and "'ios'" in refused.json()["message"]
+
+
+def test_the_openapi_document_lists_the_devices(client):
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("WatchNextRequest", "ScoreRequest"):
+        choices = schemas[name]["properties"]["device"]["anyOf"]
+        assert {"type": "null"} in choices and len(choices) == 2
+        enum = next(c for c in choices if c != {"type": "null"})
+        assert enum["type"] == "string" and sorted(enum["enum"]) == ["android", "ios"]

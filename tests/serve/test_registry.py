@@ -1,3 +1,4 @@
+import logging
 import shutil
 import threading
 
@@ -44,6 +45,39 @@ def test_broken_version_is_refused_and_old_keeps_serving(loaded_registry, fresh_
         loaded_registry.reload("../v1")
     with pytest.raises(VersionNotFound, match="not found"):
         loaded_registry.reload("v3")
+
+
+def test_start_serves_the_newest_version_that_loads(fresh_registry, model_dir, caplog):
+    shutil.copytree(model_dir, fresh_registry / "v3")
+    (fresh_registry / "v3" / "model.safetensors").write_bytes(b"not weights")
+    (fresh_registry / "v2" / "service.json").write_text("{")
+    registry = ModelRegistry(fresh_registry)
+    with caplog.at_level(logging.INFO, logger="watchnext.serve"):
+        assert registry.load().version == "v1"
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("refused model v3: ") and "checksum mismatch" in m for m in messages)
+    assert any(m.startswith("refused model v2: ") and "corrupt" in m for m in messages)
+    assert any(m.startswith("serving model v1 ") for m in messages)
+    assert "serving v1, not the newest version: refused v3, v2" in messages
+    assert registry.reloads == {"success": 1, "failure": 2}
+    (fresh_registry / "v1" / "service.json").write_text("{")
+    with pytest.raises(ModelDirError, match="no version loads .*v3: .*v2: .*v1: "):
+        ModelRegistry(fresh_registry).load()
+    with pytest.raises(ModelDirError, match="corrupt"):  # a version named is that version
+        ModelRegistry(fresh_registry).load("v2")
+
+
+def test_every_swap_and_refusal_is_logged_with_its_version(loaded_registry, fresh_registry,
+                                                           caplog):
+    with caplog.at_level(logging.INFO, logger="watchnext.serve"):
+        loaded_registry.reload("v2")
+        (fresh_registry / "v1" / "model.safetensors").write_bytes(b"not weights")
+        with pytest.raises(ModelDirError):
+            loaded_registry.reload("v1")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("serving model v2 (") and m.endswith("was v1") for m in messages)
+    assert any(m.startswith("refused model v1: ") and m.endswith("still serving v2")
+               for m in messages)
 
 
 def test_reloads_are_serialised(loaded_registry, fresh_registry):

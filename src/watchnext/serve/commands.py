@@ -19,6 +19,13 @@ from rich.markup import escape
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
+PIPE_WIDTH = 1000  # off a terminal, tables take their natural width instead of cutting cells
+
+
+def _out() -> Console:
+    """The console for results: the terminal's width, or (piped, logged) wide enough that no
+    cell is cut to ``…``."""
+    return console if console.is_terminal else Console(width=PIPE_WIDTH)
 
 # what the service needs at run time, all from the serve extra (pyproject.toml)
 SERVE_EXTRA_MODULES = ("fastapi", "uvicorn", "onnx", "onnxruntime", "faiss")
@@ -87,23 +94,36 @@ def recommend(
     user: Annotated[str | None, typer.Option(help="User id (omit for an anonymous user)")] = None,
     video: Annotated[str | None, typer.Option(help="The video being watched")] = None,
     k: Annotated[int, typer.Option(min=1, max=100, help="How many to return")] = 10,
-    device: Annotated[str | None, typer.Option(help="Device type")] = None,
+    device: Annotated[str | None, typer.Option(help="Device type (one the model knows)")] = None,
+    backend: Annotated[str, typer.Option(
+        help="torch | onnx | auto. One list: torch starts fastest (auto times both, as the "
+             "server does)")] = "torch",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """Print the watch-next list for a user watching a video."""
+    """Print the watch-next list for a user watching a video (the newest version that loads)."""
     require_serve_extra("recommend")
     from watchnext.evaluate import tables
     from watchnext.serve.model_dir import ModelDirError
     from watchnext.serve.registry import ModelRegistry, VersionNotFound
 
+    _check_backend(backend)
+    registry = ModelRegistry(model_dir, backend=backend)  # type: ignore[arg-type]
     try:
-        model = ModelRegistry(model_dir, backend="auto").load()
+        model = registry.load()
     except (ModelDirError, VersionNotFound) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+    refused = registry.versions()[registry.versions().index(model.version) + 1:]
+    if refused:
+        err.print(f"[yellow]note:[/yellow] serving {model.version}: refused "
+                  f"{', '.join(refused)} (they do not load)")
+    if device is not None and model.devices and device not in model.devices:
+        err.print(f"[red]error:[/red] --device {device!r}: model {model.version} knows "
+                  f"{', '.join(model.devices)}")
+        raise typer.Exit(2)
     ranking = model.watch_next(user, video, device, k=k)
     if as_json:
-        console.print_json(json.dumps({
+        _out().print_json(json.dumps({
             "model_version": ranking.model_version, "known_user": ranking.known_user,
             "known_video": ranking.known_video, "candidates": ranking.candidates,
             "items": [{"rank": r, "video_id": i.video_id, "score": i.score,
@@ -128,21 +148,25 @@ def serve(
     backend: Annotated[str, typer.Option(help="auto | onnx | torch")] = "auto",
     threads: Annotated[int, typer.Option(min=1, help="Threads per inference")] = 1,
 ) -> None:
-    """Serve the HTTP API, the web page (/) and the docs (/docs). Admin reload needs
-    WATCHNEXT_ADMIN_TOKEN set."""
+    """Serve the HTTP API, the web page (/) and the docs (/docs, offline). Starts on the newest
+    version that loads; admin reload needs WATCHNEXT_ADMIN_TOKEN set."""
     require_serve_extra("serve")
     from watchnext.serve.model_dir import ModelDirError
     from watchnext.serve.registry import VersionNotFound
     from watchnext.serve.server import run_server
 
-    if backend not in ("auto", "onnx", "torch"):
-        err.print(f"[red]error:[/red] --backend must be auto, onnx or torch, not {backend!r}")
-        raise typer.Exit(2)
+    _check_backend(backend)
     try:
         run_server(model_dir, host, port, version, backend, threads)  # type: ignore[arg-type]
     except (ModelDirError, VersionNotFound) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in ("auto", "onnx", "torch"):
+        err.print(f"[red]error:[/red] --backend must be auto, onnx or torch, not {backend!r}")
+        raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:

@@ -42,6 +42,13 @@ class Metrics:
         with self._lock:
             self.cold_starts[kind] += 1
 
+    def ranked(self, known_user: bool, unknown_video: bool) -> None:
+        """Count the cold-start paths one ranking request took."""
+        if not known_user:
+            self.cold_start("user")
+        if unknown_video:
+            self.cold_start("video")
+
     def render(self, model_info: dict[str, str] | None, reloads: dict[str, int]) -> str:
         lines = ["# HELP watchnext_requests_total HTTP requests by route, method and status.",
                  "# TYPE watchnext_requests_total counter"]

@@ -1,8 +1,10 @@
 """The demo web page: pick a user and the video being watched, see the watch-next list.
 
 One self-contained HTML document (no external assets, so it works offline and in CI), calling
-the same JSON API as every other client. Videos have no real thumbnails here, so each row shows
-a text card (id, length, how often it was shown) in their place.
+the same JSON API as every other client. The device is picked from the devices the served model
+knows (``GET /v1/model``), so the page cannot send one the API would refuse. Videos have no
+real thumbnails here, so each row shows a text card (id, length, how often it was shown) in their
+place.
 """
 
 PAGE = """<!doctype html>
@@ -16,7 +18,7 @@ PAGE = """<!doctype html>
   h1 { font-size: 20px; margin: 0 0 4px; }
   form { display: flex; flex-wrap: wrap; gap: 12px; align-items: end; margin: 16px 0; }
   label { display: flex; flex-direction: column; font-size: 12px; color: #555; }
-  input { font: inherit; padding: 4px 6px; width: 160px; }
+  input, select { font: inherit; padding: 4px 6px; width: 160px; }
   input[type=number] { width: 60px; }
   button { font: inherit; padding: 5px 14px; cursor: pointer; }
   table { border-collapse: collapse; margin-top: 8px; }
@@ -36,7 +38,7 @@ PAGE = """<!doctype html>
 <form id="query">
   <label>User <input id="user" list="users" placeholder="user id (empty = anonymous)"></label>
   <label>Watching <input id="video" list="videos" placeholder="video id"></label>
-  <label>Device <input id="device" placeholder="optional"></label>
+  <label>Device <select id="device" disabled><option value="">(none)</option></select></label>
   <label>k <input id="k" type="number" min="1" max="100" value="10"></label>
   <button id="go" type="submit">Recommend</button>
 </form>
@@ -70,6 +72,12 @@ async function loadExamples() {
   $("model").textContent = model.version
     ? `model ${model.version} (${model.backend}), ${model.users} users, ${model.videos} videos`
     : "no model loaded";
+  for (const d of model.devices || []) {
+    const o = document.createElement("option"); o.value = d; o.textContent = d;
+    $("device").appendChild(o);
+  }
+  $("device").disabled = !(model.devices || []).length;
+  $("device").title = $("device").disabled ? "this model has no device input" : "";
   for (const u of ex.users) {
     lastVideo[u.user_id] = u.last_video;
     const o = document.createElement("option"); o.value = u.user_id;
@@ -88,7 +96,7 @@ $("query").addEventListener("submit", async (event) => {
   const body = { k: Number($("k").value) || 10, details: true };
   if ($("user").value.trim()) body.user_id = $("user").value.trim();
   if ($("video").value.trim()) body.video_id = $("video").value.trim();
-  if ($("device").value.trim()) body.device = $("device").value.trim();
+  if ($("device").value) body.device = $("device").value;
   const response = await fetch("/v1/watch-next", { method: "POST",
     headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
   const data = await response.json();

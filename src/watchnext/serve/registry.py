@@ -6,14 +6,16 @@ A registry root is either one model directory (it is its only version) or a fold
       v1/   service.json, ...
       v2/   service.json, ...
 
-Versions sort naturally (v2 < v10); the newest is served unless one is named. ``reload`` loads
-and smoke-tests the new version completely *before* swapping one reference under a lock, so
-requests that already hold the old model finish on it, and a broken version is refused while the
-old one keeps serving.
+Versions sort naturally (v2 < v10). At start (``load``) the newest version that loads is served,
+so a broken newest version does not keep the service down. ``reload`` loads and smoke-tests the
+new version completely *before* swapping one reference under a lock, so requests that already hold
+the old model finish on it, and a broken version is refused while the old one keeps serving.
+Every load, swap and refusal is logged (logger ``watchnext.serve``) with its version.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from pathlib import Path
 from watchnext.serve.model_dir import MANIFEST, ModelDirError
 from watchnext.serve.service import BackendChoice, ServingModel
 
+log = logging.getLogger("watchnext.serve")
 VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -81,9 +84,29 @@ class ModelRegistry:
         return self._current
 
     def load(self, version: str | None = None) -> ServingModel:
-        """Load ``version`` (default: the newest) and make it current; raises on failure."""
-        model, _ = self.reload(version)
-        return model
+        """Load ``version`` and make it current; raises on failure.
+
+        Without a version, the newest version that loads: broken newer ones are refused (and
+        logged) on the way down. ``ModelDirError`` when none loads, naming each refusal.
+        """
+        if version is not None:
+            return self.reload(version)[0]
+        available = self.versions()
+        if not available:
+            raise VersionNotFound(f"{self.root}: no model versions found")
+        refused: dict[str, ModelDirError] = {}
+        for candidate in reversed(available):
+            try:
+                model = self.reload(candidate)[0]
+            except ModelDirError as exc:
+                refused[candidate] = exc
+                continue
+            if refused:
+                log.warning("serving %s, not the newest version: refused %s", candidate,
+                            ", ".join(refused))
+            return model
+        raise ModelDirError(f"{self.root}: no version loads ("
+                            f"{'; '.join(f'{v}: {e}' for v, e in refused.items())})")
 
     def reload(self, version: str | None = None) -> tuple[ServingModel, ServingModel | None]:
         """Load a version fully, then swap it in. Returns (new, previous).
@@ -100,18 +123,27 @@ class ModelRegistry:
                     raise VersionNotFound(f"{self.root}: no model versions found")
                 version = available[-1]
             path = self.path_of(version)
+            serving = self._current.version if self._current else None
             try:
                 model = self.loader(path, version=version, backend=self.backend,
                                     threads=self.threads)
-            except ModelDirError:
-                self.reloads["failure"] += 1
+            except ModelDirError as exc:
+                self._refused(version, exc, serving)
                 raise
             except Exception as exc:  # any failure to load means: refuse it, keep the old one
-                self.reloads["failure"] += 1
-                raise ModelDirError(f"{path}: cannot load ({type(exc).__name__}: {exc})") from exc
+                error = ModelDirError(f"{path}: cannot load ({type(exc).__name__}: {exc})")
+                self._refused(version, error, serving)
+                raise error from exc
             with self._swap:
                 previous, self._current = self._current, model
             self.reloads["success"] += 1
+            log.info("serving model %s (%s backend)%s", version, model.backend.name,
+                     f", was {previous.version}" if previous else f", loaded from {path}")
             return model, previous
         finally:
             self._reloading.release()
+
+    def _refused(self, version: str, error: ModelDirError, serving: str | None) -> None:
+        self.reloads["failure"] += 1
+        log.error("refused model %s: %s; %s", version, error,
+                  f"still serving {serving}" if serving else "serving nothing yet")

@@ -12,6 +12,7 @@ if the registry swaps in another version meanwhile.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from watchnext.data.scan import DEVICE_VOCAB
 from watchnext.retrieve.base import Query, RetrievalError
 from watchnext.retrieve.pool import CandidatePool
 from watchnext.serve.backends import (
@@ -42,6 +44,7 @@ from watchnext.serve.model_dir import (
 
 BackendChoice = Literal["auto", "onnx", "torch"]
 CALLER = "caller"
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/\\-])(?:[A-Za-z]:)?(?:[/\\][^/\\\s'\"]+)+[/\\]([^/\\\s'\"]+)")
 
 
 @dataclass
@@ -103,12 +106,20 @@ class ServingModel:
             raise ModelDirError(f"{self.directory}: smoke test failed "
                                 f"({'no items' if not ranking.items else 'non-finite scores'})")
 
+    @property
+    def devices(self) -> list[str]:
+        """The device values the model learned (empty: it has no device input)."""
+        vocabulary = self.store.encoder.vocabularies.get(DEVICE_VOCAB)
+        return list(vocabulary.values) if vocabulary is not None else []
+
     def describe(self) -> dict[str, Any]:
-        return {"version": self.version, "directory": str(self.directory),
-                "backend": self.backend.name, "backend_report": self.backend_report,
-                "tasks": self.task_names, "retrieval": self.pool.describe(),
-                "users": len(self.store.user_index), "videos": len(self.store.item_ids),
-                "created": self.manifest.get("created")}
+        """What any caller may see: no paths on the server's disk (the ONNX export's failure
+        reason, written at build time, may hold one: only its file name is kept)."""
+        return {"version": self.version, "backend": self.backend.name,
+                "backend_report": _without_paths(self.backend_report),
+                "tasks": self.task_names, "devices": self.devices,
+                "retrieval": self.pool.describe(), "users": len(self.store.user_index),
+                "videos": len(self.store.item_ids), "created": self.manifest.get("created")}
 
     def watch_next(self, user_id: str | None, video_id: str | None, device: str | None,
                    k: int = 10, exclude: list[str] | tuple[str, ...] = (),
@@ -187,3 +198,7 @@ def _choose_backend(directory: Path, manifest: dict[str, Any], graph: ServingGra
     faster = min((onnx_backend, torch_backend), key=lambda b: timings[b.name])
     return faster, {"chosen": faster.name, "reason": "faster on 500 rows",
                     "median_ms": timings, **report}
+
+
+def _without_paths(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: ABSOLUTE_PATH.sub(r"\1", v) if isinstance(v, str) else v for k, v in report.items()}
