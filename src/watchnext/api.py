@@ -20,6 +20,7 @@ from watchnext.config import ConfigError, RunConfig
 from watchnext.data.batch import Batch
 from watchnext.data.encoder import FeatureEncoder
 from watchnext.data.io import read_tables
+from watchnext.evaluate.bias import LearnedBias, learned_bias
 from watchnext.evaluate.report import evaluate, predict_batch
 from watchnext.model.cost import multiplications
 from watchnext.model.ranker import MultitaskRanker
@@ -113,10 +114,16 @@ class Ranker:
 
     def evaluate(self, data: TableLike | Batch, k: int = 10) -> dict[str, Any]:
         batch = data if isinstance(data, Batch) else self.encode(data)
-        report = evaluate(self.config, self.model, batch, self.devices, k)
+        report = evaluate(self.config, self.model, self.encoder, batch, k)
         report["cost"] = self.cost()
         report["model"] = self.config.model.kind
         return report
+
+    def learned_bias(self) -> dict[str, LearnedBias]:
+        """The shallow tower's bias per engagement task: device -> position -> logit, plus the
+        serving value per device (see watchnext.evaluate.bias)."""
+        self._check_fitted()
+        return learned_bias(self.model, self.encoder)
 
     def cost(self) -> dict[str, int]:
         self._check_fitted()

@@ -20,6 +20,7 @@ from watchnext.config import RunConfig, load_config
 from watchnext.data.datasets import load_dataset, open_bandit
 from watchnext.data.io import read_tables
 from watchnext.evaluate import tables
+from watchnext.evaluate.bias import ALL_DEVICES
 from watchnext.model.cost import match_cost
 
 Log = Callable[[str], None]
@@ -127,7 +128,7 @@ def open_bandit_bias(progress: bool = True, log: Log = print) -> dict[str, Any]:
     log("[bold]training on open-bandit-small (bts), checking against the random log[/]")
     ranker = Ranker(config, log=log).fit(splits["train"], splits["valid"])
     report = ranker.evaluate(splits["test"])
-    curve = next(iter(report["position_bias"]["click"].values()))
+    curve = ranker.learned_bias()["click"].curves[ALL_DEVICES]
     return {"learned_bias": curve, "random_click_rate": open_bandit.click_rate_by_position(
         splits["test"]), "test_auc": report["tasks"]["click"]["auc"]}
 

@@ -56,13 +56,13 @@ def experts_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
 
 
 def bias_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Learned bias logit per position (rows) for each (task, device) column."""
-    bias = report.get("position_bias", {})
+    """Learned bias logit per position (rows, then the serving value) for each (task, device)."""
+    bias = report.get("learned_bias", {})
     if not bias:
         return [], []
-    columns = [(task, device) for task, per_device in bias.items() for device in per_device]
-    n = len(next(iter(next(iter(bias.values())).values())))
+    columns = [(task, device) for task, b in bias.items() for device in b["curves"]]
+    positions = list(next(iter(bias.values()))["curves"][columns[0][1]])
     header = ["position", *[f"{t} {d}" for t, d in columns]]
-    rows = [["missing" if p == 0 else str(p), *[f"{bias[t][d][p]:+.3f}" for t, d in columns]]
-            for p in range(n)]
+    rows = [[p, *[f"{bias[t]['curves'][d][p]:+.3f}" for t, d in columns]] for p in positions]
+    rows.append(["serving", *[f"{bias[t]['serving'][d]:+.3f}" for t, d in columns]])
     return header, rows
