@@ -21,6 +21,8 @@ from watchnext.data.datasets import load_dataset, open_bandit
 from watchnext.data.io import read_tables
 from watchnext.evaluate import tables
 from watchnext.evaluate.bias import ALL_DEVICES
+from watchnext.evaluate.bias_audit import columns_from_config, read_log
+from watchnext.evaluate.bias_audit_report import Audit, run_audit
 from watchnext.model.cost import match_cost
 
 Log = Callable[[str], None]
@@ -86,6 +88,33 @@ def inspect(model_dir: str | Path) -> dict[str, Any]:
     data = splits.get("valid") or splits.get("test")
     return ranker.evaluate(data) if data is not None else {
         "cost": ranker.cost(), "model": ranker.config.model.kind}
+
+
+def bias_audit(logs: list[Path], config_path: str | Path | None = None,
+               model_dir: str | Path | None = None, replicates: int = 200, seed: int = 0,
+               pbm: bool = True, **columns: str | None) -> Audit:
+    """``watchnext bias``: audit the position effect in impression logs (docs/bias-audit.md).
+
+    Columns come from the run config (or the model's), overridden by ``columns``; with a model,
+    its shallow tower's learned click curve is checked against the estimators' intervals.
+    """
+    ranker = Ranker.load(model_dir) if model_dir else None
+    config = load_config(config_path) if config_path else ranker.config if ranker else None
+    cols = columns_from_config(config, **columns)
+    log = read_log(read_tables([str(p) for p in logs]), cols)
+    tower, note = None, ""
+    if ranker is not None:
+        learned = ranker.learned_bias()
+        tasks = {t.name: t.label for t in ranker.config.tasks if t.name in learned}
+        task = next((name for name, label in tasks.items() if label == cols.click),
+                    next(iter(tasks), None))
+        tower = learned.get(task) if task else None
+        note = f"tower: task {task!r} of {model_dir}" if tower else \
+            f"tower: {model_dir} has no shallow tower to compare"
+    audit = run_audit(log, replicates, seed, pbm, tower)
+    if note:
+        audit.notes.append(note)
+    return audit
 
 
 def equal_cost_pair(config: RunConfig, train_table: pa.Table) -> dict[str, RunConfig]:

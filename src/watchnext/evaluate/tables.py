@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 METRICS = ("auc", "gauc", "logloss", "rmse")
@@ -31,12 +32,15 @@ def comparison_rows(reports: Mapping[str, Mapping[str, Any]]) -> tuple[list[str]
     return header, rows
 
 
-def rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+def rich_table(title: str, header: list[str], rows: list[list[str]], fold: bool = False) -> Table:
+    """Cells are plain text (no Rich markup); ``fold`` wraps long cells instead of cutting them
+    with an ellipsis when the terminal is narrow."""
     table = Table(title=title)
     for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i == 0 else "right")
+        table.add_column(escape(name), justify="left" if i == 0 else "right",
+                         overflow="fold" if fold else "ellipsis")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(escape, row))
     return table
 
 
