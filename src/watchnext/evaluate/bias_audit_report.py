@@ -22,6 +22,7 @@ from watchnext.evaluate.bias_audit import AuditLog, Estimate
 
 LOGIT_ESTIMATORS = ("randomised", "fixed_effects")
 ESTIMATORS = (*LOGIT_ESTIMATORS, "pbm")
+FEW_ROWS_PER_ITEM = 20  # below this, fixed-effects fits are biased (docs/bias-audit.md)
 LABELS = {"randomised": "randomised Δlogit", "fixed_effects": "fixed-effects Δlogit",
           "pbm": "PBM log exam ratio"}
 
@@ -96,6 +97,10 @@ def run_audit(log: AuditLog, replicates: int = 200, seed: int = 0, pbm: bool = T
         notes.append("randomised: no randomised traffic marked (--randomised), not estimated")
     if not repeated.any():
         notes.append("fixed_effects, pbm: no item shown at more than one position, not estimated")
+    elif (per_item := estimators.rows_per_item(log)) < FEW_ROWS_PER_ITEM:
+        notes.append(f"fixed_effects, pbm: a median of {per_item:g} rows per item key; with so "
+                     "few, the per-item effects are poorly estimated and the position effects "
+                     "come out too large (incidental parameters) - use a coarser item key")
     summary = {"source": log.source, "rows": len(log.click), "clicks": float(log.click.sum()),
                "randomised_rows": int(log.randomised.sum()),
                "repeated_item_rows": int(repeated.sum()), "max_position": log.max_position,

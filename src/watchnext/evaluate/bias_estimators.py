@@ -15,6 +15,7 @@ docs/bias-audit.md says what each assumes and when it is not identified.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 from watchnext.evaluate.bias_audit import AuditLog, Estimate
 
 Z95 = 1.959963984540054  # standard normal 97.5% quantile
+BARRIER = 0.01  # extra non-click weight per row under the log link (position-based model)
 
 
 # ---- (a) randomised traffic ------------------------------------------------------------------
@@ -100,6 +102,12 @@ def repeated_items(log: AuditLog) -> np.ndarray:
     pairs = np.unique(np.stack([log.item, log.position]), axis=1)
     spread = np.bincount(pairs[0], minlength=int(log.item.max()) + 1)
     return spread[log.item] > 1
+
+
+def rows_per_item(log: AuditLog) -> float:
+    """Median impressions per (query, item) key among the rows that identify the effect."""
+    kept = log.item[repeated_items(log)]
+    return float(np.median(np.unique(kept, return_counts=True)[1])) if len(kept) else 0.0
 
 
 def bootstrap(requests: np.ndarray, fit: Callable[[np.ndarray, object], tuple[np.ndarray, object]],
@@ -191,6 +199,11 @@ def fit_additive(cell: np.ndarray, item: np.ndarray, y: np.ndarray, w: np.ndarra
     else:
         b, a = (v.copy() for v in warm)
     pair = cell * n_items + item
+
+    def loss(b: np.ndarray, a: np.ndarray) -> float:
+        return _nll(b[cell] + a[item], y, w, link) + (l2 * a @ a + 1e-6 * b @ b) / 2
+
+    current = loss(b, a)
     for _ in range(steps):
         r, h = _score(b[cell] + a[item], y, w, link)
         g_b, g_a = np.bincount(cell, r, n_cells) + 1e-6 * b, np.bincount(item, r, n_items) + l2 * a
@@ -199,23 +212,43 @@ def fit_additive(cell: np.ndarray, item: np.ndarray, y: np.ndarray, w: np.ndarra
         schur = np.diag(h_b) - (h_ba / h_a) @ h_ba.T
         step_b = np.linalg.solve(schur, g_b - h_ba @ (g_a / h_a))
         step_a = (g_a - h_ba.T @ step_b) / h_a
-        if link == "log":  # stay inside P < 1: halve the step until every row does
-            while (b[cell] + a[item] - step_b[cell] - step_a[item]).max() > -1e-6:
-                step_b, step_a = step_b / 2, step_a / 2
-        b, a = b - step_b, a - step_a
-        if max(np.abs(step_b).max(), np.abs(step_a).max()) < 1e-8:
-            break
+        if np.abs(step_b).max() < 1e-5:  # the curve has converged (an item without clicks
+            break                        # may still creep towards its penalised limit)
+        for _ in range(50):  # halve the step until the penalised loss goes down
+            trial = loss(b - step_b, a - step_a)
+            if trial < current:
+                b, a, current = b - step_b, a - step_a, trial
+                break
+            step_b, step_a = step_b / 2, step_a / 2
+        else:
+            break  # no step lowers the loss: a minimum up to rounding
     return b, a
+
+
+def _nll(eta: np.ndarray, y: np.ndarray, w: np.ndarray, link: str) -> float:
+    """-sum w log L; under the log link with BARRIER extra non-clicks per row (see ``_score``)."""
+    if link == "logit":
+        return float(w @ (np.logaddexp(0, eta) - y * eta))
+    eta = np.where(w > 0, eta, -1.0)  # rows a bootstrap replicate leaves out constrain nothing
+    if eta.max() >= 0:
+        return math.inf
+    return float(-(w @ (y * eta + (1 - y + BARRIER) * np.log(-np.expm1(eta)))))
 
 
 def _score(eta: np.ndarray, y: np.ndarray, w: np.ndarray, link: str
            ) -> tuple[np.ndarray, np.ndarray]:
-    """Gradient and Fisher information of -w log L with respect to the linear predictor."""
+    """Gradient and curvature of ``_nll`` with respect to the linear predictor.
+
+    Under the log link an item clicked at every impression would have its maximum on the
+    boundary P = 1, where no step can move; BARRIER (a hundredth of a non-click added to every
+    row) keeps every maximum inside, at P <= 1 / (1 + BARRIER), and scales every click
+    probability alike, so the ratios between positions do not move.
+    """
     if link == "logit":
         p = 0.5 * (1 + np.tanh(0.5 * eta))
         return w * (p - y), w * p * (1 - p)
     p = np.exp(eta)
-    return w * (p - y) / (1 - p), w * p / (1 - p)
+    return w * (p * (1 + BARRIER) - y) / (1 - p), w * (1 - y + BARRIER) * p / (1 - p) ** 2
 
 
 def _identified(log: AuditLog) -> np.ndarray:
