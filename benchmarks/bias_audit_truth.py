@@ -30,11 +30,10 @@ from watchnext.sim.simulate import LOG_STREAM
 from watchnext.sim.world import World
 from watchnext.sim.world_config import load_world
 
-COLUMNS = AuditColumns(device="device", item="video_id",
-                       request="request_id")
+COLUMNS = AuditColumns(device="device", item="video_id", request="request_id")
 
 
-def simulated_log(seed: int, days: int, requests: int, epsilon: float
+def simulated_log(seed: int, days: int, requests: int, epsilon: float, query: str = ""
                   ) -> tuple[AuditLog, np.ndarray, World]:
     """The logged rows and each row's exact click probability."""
     world = World(dataclasses.replace(load_world(bundled("sim_world", "")), seed=seed))
@@ -49,13 +48,16 @@ def simulated_log(seed: int, days: int, requests: int, epsilon: float
         rows, cols = rows[order], cols[order]
         exam = world.exam[traffic.device[rows], outcomes.position[rows, cols]]
         probabilities.append(exam * world.truth(traffic).p_click[rows, cols])
-    return read_log(pa.concat_tables(tables), COLUMNS), np.concatenate(probabilities), world
+    columns = dataclasses.replace(COLUMNS, query=query)
+    return read_log(pa.concat_tables(tables), columns), np.concatenate(probabilities), world
 
 
-def compare(seed: int, days: int, requests: int, epsilon: float, replicates: int
+def compare(seed: int, days: int, requests: int, epsilon: float, replicates: int, query: str
             ) -> list[list[str]]:
-    log, probability, world = simulated_log(seed, days, requests, epsilon)
+    log, probability, world = simulated_log(seed, days, requests, epsilon, query)
     audit = run_audit(log, replicates, seed=seed)
+    print(f"world seed {seed}: {len(log.click):,} rows, median {est.rows_per_item(log):g} rows "
+          "per item key")
     exact = log.with_clicks(probability)
     estimands = {"randomised": est.randomised(exact),
                  "fixed_effects": est.fixed_effects(exact, replicates=1),
@@ -83,6 +85,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10000)
     parser.add_argument("--epsilon", type=float, default=0.2)
     parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument("--query", default="", help="item key per (QUERY, video_id)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -90,7 +93,7 @@ def main() -> None:
               "max |estimate - estimand|", "mean interval width",
               "max |estimand - log exam(p)/exam(1)|"]
     rows = [r for seed in args.seeds for r in compare(seed, args.days, args.requests,
-                                                      args.epsilon, args.bootstrap)]
+                                                      args.epsilon, args.bootstrap, args.query)]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(row) + " |")

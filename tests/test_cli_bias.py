@@ -51,6 +51,8 @@ def test_model_adds_the_tower_curve_from_its_config(tmp_path):
     assert set(raw["tower"]) == {"phone", "tablet", "tv"}  # device column from the config
     assert list(raw["tower"]["tv"]) == ["1", "2", "3", "4", "5"] and raw["tower"]["tv"]["1"] == 0
     assert "tower Δlogit" in result.output and "task 'click'" in result.output
+    if raw["warnings"]:
+        assert f"outside the estimators' 95% intervals at {len(raw['warnings'])} " in result.output
     for w in raw["warnings"]:
         assert f"warning: {w['device']} position {w['position']}: tower" in result.output
 

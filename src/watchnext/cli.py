@@ -127,7 +127,13 @@ def bias(
         console.print(tables.markdown_table(header, rows), markup=False, highlight=False)
     for line in [*audit.verdicts(), *audit.notes]:
         console.print(line, markup=False, highlight=False)
-    for warning in audit.warnings:
+    warnings = audit.warnings
+    if warnings:
+        worst = max(warnings, key=lambda w: w.distance)
+        console.print(f"[bold yellow]warning:[/] the shallow tower falls outside the estimators' "
+                      f"95% intervals at {len(warnings)} (estimator, device, position) cells; "
+                      f"the largest gap: {escape(str(worst))}")
+    for warning in warnings:
         console.print(f"[bold yellow]warning:[/] {escape(str(warning))}")
     payload = report.to_json(audit)
     if json_out:
