@@ -71,9 +71,6 @@ class Estimate:
     high: dict[int, float]
     extra: dict[str, dict[int, float]] = field(default_factory=dict)
 
-    def covers(self, position: int, x: float) -> bool:
-        return self.low[position] <= x <= self.high[position]
-
 
 def columns_from_config(config: RunConfig | None, **overrides: str | None) -> AuditColumns:
     """The run config's position, device, request and click columns, then ``overrides`` (None:
