@@ -78,6 +78,11 @@ def test_bad_values_name_the_row(tmp_path):
     with pytest.raises(DataError, match="null") as error:
         read_log(read_tables([str(path)]), AuditColumns())
     assert (error.value.column, error.value.row) == ("click", 2)
+    pq.write_table(pa.table({"item_id": ["a", None, "c"], "position": [1, 1, 2],
+                             "click": [0, 1, 0]}), path)
+    with pytest.raises(DataError, match="id is null") as error:
+        read_log(read_tables([str(path)]), AuditColumns())
+    assert (error.value.column, error.value.row) == ("item_id", 1)
 
 
 def test_columns_come_from_the_run_config_then_the_flags():

@@ -101,11 +101,11 @@ def read_log(table: pa.Table, columns: AuditColumns) -> AuditLog:
         names, device = _codes(devices)
     else:
         names, device = [ALL_DEVICES], np.zeros(table.num_rows, dtype=np.int64)
-    item = _codes(_column(table, columns.item))[1]
+    item = _ids(table, columns.item)
     if columns.query:  # the (query, item) pair as one key
-        item = np.unique(np.stack([_codes(_column(table, columns.query))[1], item]), axis=1,
+        item = np.unique(np.stack([_ids(table, columns.query), item]), axis=1,
                          return_inverse=True)[1].reshape(-1)
-    request = _codes(_column(table, columns.request))[1] if columns.request else \
+    request = _ids(table, columns.request) if columns.request else \
         np.arange(table.num_rows, dtype=np.int64)
     source = where(table, 0)[0] if table.num_rows else "<table>"
     return AuditLog(click, position.astype(np.int64), device, names, item, request,
@@ -164,6 +164,13 @@ def _fail_at(table: pa.Table, bad: np.ndarray, column: str, message: str) -> Non
 
 def _file(table: pa.Table) -> str:
     return where(table, 0)[0] if table.num_rows else "<table>"
+
+
+def _ids(table: pa.Table, name: str) -> np.ndarray:
+    """Dense codes of an id column; a null id is an error naming its row."""
+    data = _column(table, name)
+    _fail_at(table, pc.is_null(data).to_numpy(zero_copy_only=False), name, "id is null")
+    return _codes(data)[1]
 
 
 def _codes(values: pa.ChunkedArray | pa.Array) -> tuple[list[str], np.ndarray]:
