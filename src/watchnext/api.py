@@ -27,7 +27,8 @@ from watchnext.data.encoder import FeatureEncoder
 from watchnext.data.errors import DataError
 from watchnext.data.io import read_tables, where
 from watchnext.evaluate import schema
-from watchnext.evaluate.report import evaluate, position_bias, predict_batch
+from watchnext.evaluate.bias import LearnedBias, learned_bias, to_json
+from watchnext.evaluate.report import evaluate, predict_batch
 from watchnext.model.cost import multiplications
 from watchnext.model.load import LoadedModel, load_model, model_from_checkpoint
 from watchnext.model.ranker import MultitaskRanker
@@ -187,7 +188,7 @@ class Ranker:
 
     def evaluate(self, data: TableLike | Batch, k: int = 10) -> dict[str, Any]:
         batch = data if isinstance(data, Batch) else self.encode(data)
-        report = evaluate(self.config, self.model, batch, self.devices, k)
+        report = evaluate(self.config, self.model, self.encoder, batch, k)
         report["cost"] = self.cost()
         report["model"] = self.config.model.kind
         return report
@@ -204,9 +205,15 @@ class Ranker:
             name=c.name, kind=c.model.kind, devices=self.devices, cost=self.cost(),
             tasks=[{"name": t.name, "type": t.type, "group": t.group, "exponent": t.exponent}
                    for t in c.tasks],
-            position_bias=position_bias(c, self.model, self.devices),
+            learned_bias=to_json(self.learned_bias()),
             training=schema.training(histories, c.train.max_epochs, seconds) if histories else None,
             evaluations=dict(evaluations or {}))
+
+    def learned_bias(self) -> dict[str, LearnedBias]:
+        """The shallow tower's bias per engagement task: device -> position -> logit, plus the
+        serving value per device (see watchnext.evaluate.bias)."""
+        self._check_fitted()
+        return learned_bias(self.model, self.encoder)
 
     def cost(self) -> dict[str, int]:
         self._check_fitted()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from watchnext import workflows
 from watchnext.artifacts.checkpoint import CheckpointError, write_json
@@ -171,6 +172,60 @@ def _log_console(json_out: str | None) -> Console:
     return err_console if json_out == "-" else console
 
 
+@app.command()
+def bias(
+    logs: list[Path] = typer.Argument(..., help="Impression logs: Parquet/CSV files or folders."),
+    config: Path = typer.Option(None, help="Run config: position, device, request, click columns."),
+    model: Path = typer.Option(None, help="Trained model folder: check its shallow tower's curve."),
+    out: Path = typer.Option(None, help="Folder for bias_audit.json and bias_audit.png."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the audit as JSON here."),
+    click: str = typer.Option(None, help="Click column (0/1). Default: config, else 'click'."),
+    position: str = typer.Option(None, help="Position column (1 = top). Default 'position'."),
+    device: str = typer.Option(None, help="Device column; curves per device. Default: none."),
+    item: str = typer.Option(None, help="Item id column. Default 'item_id'."),
+    query: str = typer.Option(None, help="Query column: item effects per (query, item)."),
+    request: str = typer.Option(None, help="Request column: the bootstrap unit. Default: rows."),
+    randomised: str = typer.Option(None, help="Randomised traffic: 'all', COLUMN=VALUE or a 0/1 "
+                                              "COLUMN. Default: policy=random if a policy column."),
+    bootstrap: int = typer.Option(200, min=20, help="Bootstrap replicates (over requests)."),
+    pbm: bool = typer.Option(True, "--pbm/--no-pbm", help="Also fit the position-based model."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+) -> None:
+    """Audit position bias in impression logs: per device, click rate by position on randomised
+    traffic, a fixed-effects logit and a position-based click model, each with 95% intervals;
+    with --model, a warning wherever the shallow tower falls outside them."""
+    from watchnext.evaluate import bias_audit_report as report
+
+    try:
+        audit = workflows.bias_audit(logs, config, model, bootstrap, seed, pbm, click=click,
+                                     position=position, device=device, item=item, query=query,
+                                     request=request, randomised=randomised)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    header, rows = report.table_rows(audit)
+    if console.is_terminal:
+        console.print(tables.rich_table("position-bias audit", header, rows, fold=True))
+    else:
+        console.print(tables.markdown_table(header, rows), markup=False, highlight=False)
+    for line in [*audit.verdicts(), *audit.notes]:
+        console.print(line, markup=False, highlight=False)
+    warnings = audit.warnings
+    if warnings:
+        worst = max(warnings, key=lambda w: w.distance)
+        console.print(f"[bold yellow]warning:[/] the shallow tower falls outside the estimators' "
+                      f"95% intervals at {len(warnings)} (estimator, device, position) cells; "
+                      f"the largest gap: {escape(str(worst))}")
+    for warning in warnings:
+        console.print(f"[bold yellow]warning:[/] {escape(str(warning))}")
+    payload = report.to_json(audit)
+    if json_out:
+        write_json(json_out, payload)
+    if out:
+        write_json(out / "bias_audit.json", payload)
+        console.print(f"plot: {report.plot(audit, out / 'bias_audit.png')}", markup=False)
+
+
+
 def _emit_json(report: schema.Report | dict, json_out: str | None) -> bool:
     """Write the JSON to a file, or print it (and nothing else) for ``-``; True if printed."""
     if not json_out:
@@ -231,7 +286,7 @@ def _print_report(report: schema.Report) -> None:
                 console.print(f"{name} NDCG@{evaluation.ndcg_at_k['k']} ({evaluation.data}): "
                               + ", ".join(f"{k} {_num(v)}" for k, v in ndcg.items()))
             _print_gates(name, evaluation.experts)
-        header, rows = tables.bias_rows({"position_bias": model.position_bias})
+        header, rows = tables.bias_rows({"learned_bias": model.learned_bias})
         if rows:
             tables.show(console, f"{name}: learned position bias (logit)", header, rows)
 

@@ -22,6 +22,9 @@ from watchnext.data import sources
 from watchnext.data.datasets import open_bandit
 from watchnext.data.io import read_tables, write_parquet_atomic
 from watchnext.evaluate import html, schema, tables
+from watchnext.evaluate.bias import ALL_DEVICES
+from watchnext.evaluate.bias_audit import columns_from_config, read_log
+from watchnext.evaluate.bias_audit_report import Audit, run_audit
 from watchnext.model.cost import match_cost
 from watchnext.model.load import LoadedModel
 
@@ -154,6 +157,33 @@ def build_service(config: RunConfig, train: pa.Table, out_dir: str | Path, *,
     return build_model_dir(trained, logs, out_dir, overwrite=overwrite, log=log, **options)
 
 
+def bias_audit(logs: list[Path], config_path: str | Path | None = None,
+               model_dir: str | Path | None = None, replicates: int = 200, seed: int = 0,
+               pbm: bool = True, **columns: str | None) -> Audit:
+    """``watchnext bias``: audit the position effect in impression logs (docs/bias-audit.md).
+
+    Columns come from the run config (or the model's), overridden by ``columns``; with a model,
+    its shallow tower's learned click curve is checked against the estimators' intervals.
+    """
+    ranker = Ranker.load(model_dir) if model_dir else None
+    config = load_config(config_path) if config_path else ranker.config if ranker else None
+    cols = columns_from_config(config, **columns)
+    log = read_log(read_tables([str(p) for p in logs]), cols)
+    tower, note = None, ""
+    if ranker is not None:
+        learned = ranker.learned_bias()
+        tasks = {t.name: t.label for t in ranker.config.tasks if t.name in learned}
+        task = next((name for name, label in tasks.items() if label == cols.click),
+                    next(iter(tasks), None))
+        tower = learned.get(task) if task else None
+        note = f"tower: task {task!r} of {model_dir}" if tower else \
+            f"tower: {model_dir} has no shallow tower to compare"
+    audit = run_audit(log, replicates, seed, pbm, tower)
+    if note:
+        audit.notes.append(note)
+    return audit
+
+
 def equal_cost_pair(config: RunConfig, train_table: pa.Table) -> dict[str, RunConfig]:
     """MMoE as configured, and a SharedBottom resized to the same multiplications per example.
 
@@ -207,7 +237,7 @@ def open_bandit_bias(progress: bool = True, log: Log = print) -> dict[str, Any]:
     ranker = Ranker(config, log=log).fit(splits["train"], splits["valid"])
     seconds = round(time.perf_counter() - started, 1)
     report = ranker.evaluate(splits["test"])
-    curve = next(iter(report["position_bias"]["click"].values()))
+    curve = ranker.learned_bias()["click"].curves[ALL_DEVICES]
     model = ranker.model_report({"random_log": schema.evaluation(report, "uniform-random log")},
                                 seconds)
     return {"learned_bias": curve, "random_click_rate": open_bandit.click_rate_by_position(

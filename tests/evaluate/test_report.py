@@ -10,10 +10,10 @@ def test_report_has_every_section(config, impressions):
     assert 0 <= report["ndcg_at_k"]["click"] <= 1
     gates = report["experts"]["mean_gate"]
     assert all(abs(sum(row) - 1) < 1e-3 for row in gates.values())
-    bias = report["position_bias"]
+    bias = report["learned_bias"]
     assert set(bias) == {"click", "watch"}
-    assert set(bias["click"]) == {"<oov>", "phone", "tablet", "tv"}
-    assert len(bias["click"]["phone"]) == config.bias.max_position + 1
+    assert set(bias["click"]["curves"]) == set(bias["click"]["serving"]) == {"phone", "tablet", "tv"}
+    assert list(bias["click"]["curves"]["phone"]) == [str(p) for p in range(1, 9)]
 
 
 def test_learned_click_bias_falls_with_position(config, impressions):
@@ -21,8 +21,8 @@ def test_learned_click_bias_falls_with_position(config, impressions):
     from tests.conftest import make_impressions
 
     ranker = Ranker(config.replace(train={"max_epochs": 6})).fit(make_impressions(6000, seed=3))
-    curve = ranker.evaluate(impressions)["position_bias"]["click"]["phone"][1:6]
-    assert curve[0] > curve[2] > curve[4]
+    curve = ranker.learned_bias()["click"].curves["phone"]
+    assert curve[1] > curve[3] > curve[5]
 
 
 def test_predictions_do_not_depend_on_the_chunk_size(config, impressions):

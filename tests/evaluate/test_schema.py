@@ -26,7 +26,7 @@ def test_training_names_the_kept_epoch_one_based():
 
 def test_to_json_rounds_to_six_digits_and_writes_nan_as_null():
     model = schema.ModelReport(name="m", kind="mmoe", tasks=[], devices=[], cost={"serving": 1},
-                               position_bias={}, training=schema.Training(
+                               learned_bias={}, training=schema.Training(
                                    kept_epoch=1, epochs_run=1, stopped_early=False, seconds=None,
                                    history=[schema.Epoch(1, {"total": 0.30634567891})]))
     model.evaluations["test"] = schema.Evaluation("test split", 3, {"click": {"auc": math.nan}},
@@ -57,5 +57,5 @@ def test_model_report_needs_no_data(config, impressions):
     model = ranker.model_report()
     assert model.evaluations == {} and model.cost["serving"] > 0
     assert [t["name"] for t in model.tasks] == ["click", "watch", "like"]
-    assert set(model.position_bias) == {"click", "watch"}
+    assert set(model.learned_bias) == {"click", "watch"}
     assert model.training.kept_epoch in (1, 2) and len(model.training.history) <= 2

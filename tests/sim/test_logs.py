@@ -52,3 +52,23 @@ def test_candidate_table_has_unknown_position_unless_fixed(world):
     assert table["position"].null_count == table.num_rows
     assert set(logs.candidates(world, traffic, position=1)["position"].to_pylist()) == {1}
     assert table["video_id"].to_pylist()[:3] == traffic.candidates[0, :3].tolist()
+
+
+def test_a_mix_that_explores_logs_random_on_its_randomised_requests(world):
+    from watchnext.sim.policies import RandomPolicy, served_by
+    from watchnext.sim.world import slate_positions
+
+    traffic = world.traffic(0, 300)
+    mix = EpsilonMix(PopularityPolicy(), 0.3)
+    names = served_by(mix, world, traffic)
+    table = logs.impressions(world, traffic, serve(world, traffic, mix), names)
+    randomised = names == "random"
+    assert 0.2 < randomised.mean() < 0.4
+    assert set(table["policy"].to_pylist()) == {"random", "popularity"}
+    shown = slate_positions(mix.scores(world, traffic), world.config.slots)
+    random_slates = slate_positions(RandomPolicy().scores(world, traffic), world.config.slots)
+    popular_slates = slate_positions(PopularityPolicy().scores(world, traffic), world.config.slots)
+    assert np.array_equal(shown[randomised], random_slates[randomised])
+    assert np.array_equal(shown[~randomised], popular_slates[~randomised])
+    per_row = np.repeat(names, world.config.slots)
+    assert table["policy"].to_pylist() == per_row.tolist()

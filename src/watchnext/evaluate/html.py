@@ -238,7 +238,7 @@ def bias_figure(report: Report) -> Figure | None:
     from matplotlib.ticker import MaxNLocator
 
     panels = [(f"{name}: {task}", curves) for name, model in report.models.items()
-              for task, curves in bias_curves(model.position_bias).items() if curves]
+              for task, curves in bias_curves(model.learned_bias).items() if curves]
     if not panels:
         return None
     figure, axes = _grid(len(panels), columns=3)
@@ -256,27 +256,11 @@ def bias_figure(report: Report) -> Figure | None:
 
 
 def bias_curves(bias: Mapping[str, Any]) -> dict[str, dict[str, dict[int, float]]]:
-    """``{task: {device: {position: logit}}}`` from the learned bias, in either shape it comes:
-    ``{task: {"curves": {device: {"1": logit, ...}}, ...}}`` or ``{task: {device: [logit at
-    position 0 (missing), 1, 2, ...]}}``. Position 0 (missing) is left out: it is no slot."""
-    out: dict[str, dict[str, dict[int, float]]] = {}
-    for task, value in (bias or {}).items():
-        if not isinstance(value, Mapping):
-            continue
-        per_device = value.get("curves", value)
-        curves = {}
-        for device, points in per_device.items():
-            if isinstance(points, Mapping):
-                curve = {int(p): float(v) for p, v in points.items() if str(p).isdigit()}
-            elif isinstance(points, list):
-                curve = {p: float(v) for p, v in enumerate(points) if p > 0 and v is not None}
-            else:
-                continue
-            curve = {p: v for p, v in curve.items() if p > 0}
-            if curve:
-                curves[str(device)] = curve
-        out[task] = curves
-    return out
+    """``{task: {device: {position: logit}}}`` from the report's ``learned_bias``
+    (``{task: {"curves": {device: {"1": logit, ...}}, "serving": ...}}``)."""
+    return {task: {str(device): {int(p): float(v) for p, v in points.items()}
+                   for device, points in value["curves"].items()}
+            for task, value in (bias or {}).items()}
 
 
 def _kept_index(model: ModelReport) -> int | None:

@@ -9,7 +9,8 @@ import torch
 
 from watchnext.config import RunConfig
 from watchnext.data.batch import Batch
-from watchnext.evaluate import metrics
+from watchnext.data.encoder import FeatureEncoder
+from watchnext.evaluate import bias, metrics
 from watchnext.model.ranker import MultitaskRanker
 from watchnext.model.score import log_combined_score
 
@@ -80,22 +81,9 @@ def expert_utilisation(config: RunConfig, gates: np.ndarray | None) -> dict[str,
             "polarised_tasks": polarised}
 
 
-def position_bias(config: RunConfig, model: MultitaskRanker, devices: list[str]
-                  ) -> dict[str, Any]:
-    """The shallow tower's bias logit per position (1..max) and device, per engagement task."""
-    if model.shallow_tower is None:
-        return {}
-    table = model.shallow_tower.bias_table().numpy()  # [P+1, D, n_eng]
-    engagement = [t.name for t in config.tasks if t.group == "engagement"]
-    names = ["<missing>", "<oov>", *devices][:table.shape[1]]
-    return {task: {device: [round(float(v), 4) for v in table[:, d, k]]
-                   for d, device in enumerate(names) if d > 0 or len(names) == 1}
-            for k, task in enumerate(engagement)}
-
-
-def evaluate(config: RunConfig, model: MultitaskRanker, batch: Batch, devices: list[str],
+def evaluate(config: RunConfig, model: MultitaskRanker, encoder: FeatureEncoder, batch: Batch,
              k: int = 10) -> dict[str, Any]:
-    """The full report as plain data (JSON-ready).
+    """The full report as plain data (JSON-ready); ``learned_bias`` in the export's JSON form.
 
     ``tasks`` holds the metrics in serving mode (position treated as missing), which is what
     ranking uses; ``tasks_with_position`` the same metrics with the logged slot's bias added
@@ -114,5 +102,5 @@ def evaluate(config: RunConfig, model: MultitaskRanker, batch: Batch, devices: l
         "tasks_with_position": with_position,
         "ndcg_at_k": {"k": k, **request_ndcg(config, preds, batch, k)},
         "experts": expert_utilisation(config, gates),
-        "position_bias": position_bias(config, model, devices),
+        "learned_bias": bias.to_json(bias.learned_bias(model, encoder)),
     }

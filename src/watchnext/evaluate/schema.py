@@ -69,11 +69,11 @@ class ModelReport:
     """One trained model: what it is, what it costs, how it trained and how it scores."""
 
     name: str  # the run config's name
-    kind: str  # mmoe | shared_bottom
+    kind: str  # mmoe | ple | shared_bottom
     tasks: list[dict[str, Any]]  # name, type, group, exponent, in prediction order
     devices: list[str]
     cost: dict[str, int]  # multiplications per example (``serving``, ``shallow_tower``, parts)
-    position_bias: dict[str, Any]  # the shallow tower's learned bias (data-free)
+    learned_bias: dict[str, Any]  # the shallow tower's bias, watchnext.evaluate.bias JSON (data-free)
     training: Training | None = None
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
 
@@ -114,7 +114,7 @@ def _model(name: str, data: dict[str, Any]) -> ModelReport:
     evaluations = {split: Evaluation(**ev) for split, ev in
                    _get(data, "evaluations", dict, where).items()}
     fields = {k: _get(data, k, object, where) for k in
-              ("name", "kind", "tasks", "devices", "cost", "position_bias")}
+              ("name", "kind", "tasks", "devices", "cost", "learned_bias")}
     return ModelReport(**fields, training=training, evaluations=evaluations)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from watchnext.evaluate.schema import ModelReport, Training
@@ -71,12 +72,15 @@ def _precise(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
-def rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+def rich_table(title: str, header: list[str], rows: list[list[str]], fold: bool = False) -> Table:
+    """Cells are plain text (no Rich markup); ``fold`` wraps long cells instead of cutting them
+    with an ellipsis when the terminal is narrow."""
     table = Table(title=title)
     for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i == 0 else "right")
+        table.add_column(escape(name), justify="left" if i == 0 else "right",
+                         overflow="fold" if fold else "ellipsis")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(escape, row))
     return table
 
 
@@ -112,13 +116,13 @@ def experts_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
 
 
 def bias_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Learned bias logit per position (rows) for each (task, device) column."""
-    bias = report.get("position_bias", {})
+    """Learned bias logit per position (rows, then the serving value) for each (task, device)."""
+    bias = report.get("learned_bias", {})
     if not bias:
         return [], []
-    columns = [(task, device) for task, per_device in bias.items() for device in per_device]
-    n = len(next(iter(next(iter(bias.values())).values())))
+    columns = [(task, device) for task, b in bias.items() for device in b["curves"]]
+    positions = list(next(iter(bias.values()))["curves"][columns[0][1]])
     header = ["position", *[f"{t} {d}" for t, d in columns]]
-    rows = [["missing" if p == 0 else str(p), *[f"{bias[t][d][p]:+.3f}" for t, d in columns]]
-            for p in range(n)]
+    rows = [[p, *[f"{bias[t]['curves'][d][p]:+.3f}" for t, d in columns]] for p in positions]
+    rows.append(["serving", *[f"{bias[t]['serving'][d]:+.3f}" for t, d in columns]])
     return header, rows

@@ -13,7 +13,6 @@ import pyarrow as pa
 from watchnext.api import Ranker
 from watchnext.config import RunConfig
 from watchnext.data.encoder import FeatureEncoder
-from watchnext.evaluate.report import position_bias
 from watchnext.model.cost import match_cost, serving_cost
 from watchnext.sim import measure
 from watchnext.sim.experiment_config import ArmSpec, run_config
@@ -93,10 +92,10 @@ def ground_truth(world: World, truth: Truth, arm: TrainedArm, served: Served, k:
     click = arm.config.task_names.index("click") if "click" in arm.config.task_names else 0
     out: dict[str, Any] = {"ndcg": measure.truth_ndcg(truth, served.predictions[..., click],
                                                        served.scores, k)}
-    learned = position_bias(arm.config, arm.ranker.model, arm.ranker.devices)
+    learned = arm.ranker.learned_bias()
     if learned:
         task = arm.config.task_names[click] if arm.config.task_names[click] in learned \
             else next(iter(learned))
         out["bias_task"] = task
-        out["bias"] = measure.bias_check(world, learned[task])
+        out["bias"] = measure.bias_check(world, learned[task].curves)
     return out

@@ -7,6 +7,9 @@ quality, clickbait, examination) never reaches the logs:
     topic_match, duration_min, topic_history, popularity, position, policy,
     click, watch_minutes, like, dismiss, rating
 
+``policy`` names the policy that ordered the row's slate: ``random`` on the randomised requests of
+a logging policy that explores, so position and item are independent on those rows.
+
 ``topic_history`` is the user's share of past watches in the candidate's topic (a history
 feature); ``popularity`` is the video's log view count. Satisfaction labels and the watch time
 are conditional on a click: ``watch_minutes``, ``like`` and ``dismiss`` are null without a click,
@@ -45,15 +48,21 @@ def _features(world: World, traffic: Traffic, rows: np.ndarray, cols: np.ndarray
     }
 
 
-def impressions(world: World, traffic: Traffic, outcomes: Outcomes, policy: str) -> pa.Table:
-    """The shown slots as log rows, ordered by request then position."""
+def impressions(world: World, traffic: Traffic, outcomes: Outcomes, policy: str | np.ndarray
+                ) -> pa.Table:
+    """The shown slots as log rows, ordered by request then position.
+
+    ``policy`` names what ordered the slates: one name, or one per request ``[R]`` (a mix that
+    explores logs ``random`` on its randomised requests).
+    """
     rows, cols = np.nonzero(outcomes.position)
     order = np.lexsort((outcomes.position[rows, cols], rows))
     rows, cols = rows[order], cols[order]
     click = outcomes.click[rows, cols]
     table = _features(world, traffic, rows, cols)
     table["position"] = pa.array(outcomes.position[rows, cols].astype(np.int64))
-    table["policy"] = pa.array(np.full(len(rows), policy))
+    table["policy"] = pa.array(np.asarray(policy, dtype=str)[rows] if np.ndim(policy)
+                               else np.full(len(rows), policy))
     table["click"] = pa.array(click.astype(np.int8))
     table["watch_minutes"] = pa.array(outcomes.watch[rows, cols].astype(np.float32), mask=~click)
     table["like"] = pa.array(outcomes.like[rows, cols].astype(np.int8), mask=~click)

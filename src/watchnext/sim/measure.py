@@ -91,10 +91,10 @@ def truth_ndcg(truth: Truth, click_pred: np.ndarray, score: np.ndarray, k: int) 
             "value": ndcg(score, truth.p_click * truth.expected_watch, k)}
 
 
-def bias_check(world: World, learned: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
+def bias_check(world: World, learned: dict[str, dict[int, float]]) -> dict[str, dict[str, Any]]:
     """The learned bias curve per device against the true examination curve.
 
-    ``learned[device]`` is the shallow tower's bias logit per position (index 0 = missing).
+    ``learned[device][p]`` is the shallow tower's bias logit at position p (``LearnedBias.curves``).
     Spearman compares the orders of the learned bias and the true examination probability over
     slots 1..slots. The largest error is on a common scale: the learned bias relative to slot 1
     against log(exam(p) / exam(1)), which it equals when clicks are rare.
@@ -104,7 +104,7 @@ def bias_check(world: World, learned: dict[str, list[float]]) -> dict[str, dict[
     for d, device in enumerate(world.config.device_names):
         if device not in learned:
             continue
-        curve = np.asarray(learned[device][1:slots + 1], dtype=np.float64)
+        curve = np.array([learned[device][p] for p in range(1, slots + 1) if p in learned[device]])
         true = world.exam[d, 1:len(curve) + 1]
         relative_true = np.log(true / true[0])
         error = (curve - curve[0]) - relative_true

@@ -90,15 +90,34 @@ class EpsilonMix:
     def scores(self, world: World, traffic: Traffic) -> np.ndarray:
         return explore(world, traffic, self.base.scores(world, traffic), self.epsilon, self.salt)
 
+    def served_by(self, world: World, traffic: Traffic) -> np.ndarray:
+        """Per request, the name of the policy that ordered its slate: ``random`` where it
+        explored, so the logs mark the randomised traffic (``watchnext bias`` reads it)."""
+        chosen = explored(world, traffic, self.epsilon, self.salt)
+        return np.where(chosen, RandomPolicy.name, self.base.name)
+
+
+def explored(world: World, traffic: Traffic, epsilon: float, salt: int = _RANDOM_SALT
+             ) -> np.ndarray:
+    """Which requests ``[R]`` are shown a random slate at exploration rate ``epsilon``."""
+    if epsilon <= 0:
+        return np.zeros(traffic.shape[0], dtype=bool)
+    rng = np.random.default_rng([world.config.seed, *traffic.key(salt + 1)])
+    return rng.random(traffic.shape[0]) < epsilon
+
 
 def explore(world: World, traffic: Traffic, scores: np.ndarray, epsilon: float,
             salt: int = _RANDOM_SALT) -> np.ndarray:
     """``scores`` with a random share ``epsilon`` of requests given random scores instead."""
     if epsilon <= 0:
         return scores
-    rng = np.random.default_rng([world.config.seed, *traffic.key(salt + 1)])
-    chosen = rng.random(traffic.shape[0]) < epsilon
+    chosen = explored(world, traffic, epsilon, salt)
     return np.where(chosen[:, None], RandomPolicy(salt).scores(world, traffic), scores)
+
+
+def served_by(policy: Policy, world: World, traffic: Traffic) -> np.ndarray | str:
+    """The policy name to log per request (an array for a mix that explores)."""
+    return policy.served_by(world, traffic) if isinstance(policy, EpsilonMix) else policy.name
 
 
 def serve(world: World, traffic: Traffic, policy: Policy) -> Outcomes:

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from watchnext.sim import logs
 from watchnext.sim.experiment_config import LoggingSpec
-from watchnext.sim.policies import EpsilonMix, Policy, make_policy, serve
+from watchnext.sim.policies import EpsilonMix, Policy, make_policy, serve, served_by
 from watchnext.sim.world import Outcomes, World
 
 LOG_STREAM, EVAL_STREAM, FEEDBACK_STREAM = 0, 1, 2
@@ -21,7 +21,7 @@ def log_day(world: World, day: int, requests: int, policy: Policy, root: str | P
     """Serve one simulated day with ``policy``; write and return its impressions."""
     traffic = world.traffic(day, requests, stream)
     outcomes = serve(world, traffic, policy)
-    table = logs.impressions(world, traffic, outcomes, policy.name)
+    table = logs.impressions(world, traffic, outcomes, served_by(policy, world, traffic))
     logs.write_day(table, root, world.config.date(day))
     return table, outcomes
 
