@@ -13,6 +13,7 @@ from watchnext.config import ConfigError
 from watchnext.data.errors import DataError
 from watchnext.evaluate import tables
 from watchnext.serve import commands as serve_commands
+from watchnext.serve.recall import evaluate_retrieval_command
 from watchnext.sim import commands as sim_commands
 from watchnext.train import commands as train_commands
 
@@ -114,6 +115,7 @@ def _print_gates_and_bias(report: dict) -> None:
 sim_commands.register(app)
 serve_commands.register(app)
 train_commands.register(app)
+app.command("evaluate-retrieval")(evaluate_retrieval_command)
 
 if __name__ == "__main__":
     app()
