@@ -148,3 +148,12 @@ def test_intervals_are_wider_when_one_user_makes_the_events():
     assert clustered["high"] - clustered["low"] == pytest.approx(2 * 1.959964 * 0.5)
     assert independent["high"] - independent["low"] == pytest.approx(
         2 * 1.959964 * (4 / 3) ** 0.5 / 4)
+
+
+def test_a_pool_size_beyond_the_pools_cap_is_refused(history, held_out):
+    with pytest.raises(RetrievalError, match="outside 1..3"):
+        evaluate_retrieval(fixed_pool(), history, held_out, ["is_click"], COLUMNS, pool_size=4)
+    rows = evaluate_retrieval(fixed_pool(), history, held_out, ["is_click"], COLUMNS,
+                              pool_size=2)["labels"]["is_click"]["rows"]
+    assert rows["pool"]["mean_size"] == 2.0 and rows["random"]["mean_size"] == 2.0
+    assert rows["pool"]["recall"]["value"] == 0.25  # [a, d]: only u2's a

@@ -42,6 +42,7 @@ def test_the_history_is_every_day_before_the_evaluated_ones():
     (["--days", "2022-04-09"], "seen the evaluation days"),
     (["--days", "2022-05-01"], "selects no rows"),
     (["--days", "2022-04-21", "--label", "is_like"], "is_like"),
+    (["--days", "2022-04-21", "--pool-size", "201"], "outside 1..200"),
 ])
 def test_bad_requests_exit_2_and_say_why(model_dir, args, message):
     result = runner.invoke(app, ["evaluate-retrieval", str(model_dir), *args, "--no-rank"])

@@ -200,7 +200,10 @@ def evaluate_retrieval(pool: CandidatePool, history: pa.Table, evaluation: pa.Ta
     more than ``-tolerance_s``: logs split by a day column can disagree with their timestamps
     by minutes at midnight (KuaiRand's dates are local time), a whole fitted day cannot.
     """
-    size = min(pool_size or pool.max_candidates, pool.max_candidates)
+    if pool_size is not None and not 1 <= pool_size <= pool.max_candidates:
+        raise RetrievalError(f"pool size {pool_size} is outside 1..{pool.max_candidates}, the "
+                             "pool's cap (pool.json: max_candidates)")
+    size = pool_size or pool.max_candidates
     horizon = fitted_until if fitted_until is not None else pool.fitted_until
     if horizon is None and history.num_rows:
         horizon = WatchLog.from_table(history, columns).now
