@@ -141,13 +141,16 @@ def test_a_missing_label_column_names_it(history, held_out):
 
 
 def test_intervals_are_wider_when_one_user_makes_the_events():
-    values = [1.0, 1.0, 0.0, 0.0]
-    clustered = _interval(values, ["a", "a", "b", "b"])
-    independent = _interval(values, ["a", "b", "c", "d"])
+    values = [1.0, 1.0, 0.0, 0.0] * 5
+    pairs = [f"u{i // 2}" for i in range(20)]  # ten users, each with two equal outcomes
+    clustered = _interval(values, pairs)
+    independent = _interval(values, [f"u{i}" for i in range(20)])
     assert clustered["value"] == independent["value"] == 0.5
-    assert clustered["high"] - clustered["low"] == pytest.approx(2 * 1.959964 * 0.5)
+    # Residuals summed per user: 10 users of +-1 against 20 of +-0.5.
+    assert clustered["high"] - clustered["low"] == pytest.approx(
+        2 * 1.959964 * (10 / 9 * 10) ** 0.5 / 20)
     assert independent["high"] - independent["low"] == pytest.approx(
-        2 * 1.959964 * (4 / 3) ** 0.5 / 4)
+        2 * 1.959964 * (20 / 19 * 5) ** 0.5 / 20)
 
 
 def test_a_pool_size_beyond_the_pools_cap_is_refused(history, held_out):
@@ -157,3 +160,9 @@ def test_a_pool_size_beyond_the_pools_cap_is_refused(history, held_out):
                               pool_size=2)["labels"]["is_click"]["rows"]
     assert rows["pool"]["mean_size"] == 2.0 and rows["random"]["mean_size"] == 2.0
     assert rows["pool"]["recall"]["value"] == 0.25  # [a, d]: only u2's a
+
+
+def test_intervals_stay_within_0_and_1():
+    few = _interval([1.0, 0.0, 0.0, 0.0, 0.0], ["a", "b", "c", "d", "e"])
+    assert few["low"] == 0.0 and 0.2 < few["high"] < 1.0
+    assert _interval([1.0], ["a"])["high"] == 1.0  # one user: nothing known about the spread

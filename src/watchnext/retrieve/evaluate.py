@@ -111,8 +111,9 @@ class _Tally:
 
 
 def _interval(values: Sequence[float], groups: Sequence[str]) -> dict[str, float | int | None]:
-    """A mean with its 95% interval, clustered by user: one person's events are not
-    independent, so the variance sums each user's residuals before squaring them."""
+    """A mean of values in [0, 1] with its 95% interval (clipped to [0, 1]), clustered by user:
+    one person's events are not independent, so the variance sums each user's residuals before
+    squaring them."""
     x = np.asarray(values, np.float64)
     n = len(x)
     if not n:
@@ -122,7 +123,8 @@ def _interval(values: Sequence[float], groups: Sequence[str]) -> dict[str, float
     residual = np.bincount(code.reshape(-1), weights=x - mean)
     g = len(residual)
     half = Z95 * math.sqrt(g / (g - 1) * float(np.sum(residual ** 2))) / n if g > 1 else math.inf
-    return {"value": mean, "low": mean - half, "high": mean + half, "n": n, "users": g}
+    return {"value": mean, "low": max(0.0, mean - half), "high": min(1.0, mean + half), "n": n,
+            "users": g}
 
 
 def _position(ids: Sequence[str], item: str) -> int:
