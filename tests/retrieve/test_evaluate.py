@@ -70,6 +70,11 @@ def test_recall_of_the_pool_its_sources_and_the_baselines(history, held_out):
     assert rows["popular-only"]["recall"]["value"] == 0.25
     assert rows["random"]["mean_size"] == 3.0
     assert set(report["missing_sources"]) == {"cowatch", "embedding", "topic", "popular"}
+    # Pools [a, d, b], [a, d, c], [a, d, b], [a, d, b]: s1 found 8 of 12, and both hits.
+    mix = rows["pool"]["source_mix"]
+    assert mix["pool"] == mix["top_10"] == pytest.approx({"s1": 8 / 12, "s2": 4 / 12})
+    assert mix["hits"] == {"s1": 1.0}
+    assert result["pool_repeats"] == 0.0  # q, u1's only earlier click, is in no source
 
 
 def test_a_pool_of_the_whole_catalogue_finds_every_warm_item(history, held_out):
@@ -84,18 +89,23 @@ def test_a_pool_of_the_whole_catalogue_finds_every_warm_item(history, held_out):
 def test_the_ranker_is_judged_on_its_top_10_only():
     items = [f"v{i:02d}" for i in range(30)]
     pool = CandidatePool({"s": Fixed(items)}, 30)
-    history = log_table([("u0", "v00", 0, 0, 1)])
+    history = log_table([("u0", "v00", 0, 0, 1), ("u1", "v01", 0, 1, 1), ("u1", "v02", 0, 2, 1)])
     held_out = log_table([("u1", "v05", 1, 0, 1), ("u2", "v25", 1, 0, 1)])
 
     def by_order(user, query, ids, when):  # earlier in the list scores higher
         return -np.array([int(i[1:]) for i in ids], float)
 
-    rows = evaluate_retrieval(pool, history, held_out, ["is_click"], COLUMNS,
-                              scorer=by_order)["labels"]["is_click"]["rows"]["pool"]
+    result = evaluate_retrieval(pool, history, held_out, ["is_click"], COLUMNS,
+                                scorer=by_order)["labels"]["is_click"]
+    rows = result["rows"]["pool"]
+    # u1 watches after v02, which the source leaves out: 29 candidates, v05 5th of them.
+    # u2 has no query: 30 candidates, v25 26th.
     assert rows["recall"]["value"] == 1.0
-    assert rows["recall_at_10"]["value"] == 0.5  # v05 is 6th, v25 26th
-    assert rows["hits_in_top_10_random_order"] == pytest.approx(10 / 30)
-    assert rows["pairwise"]["value"] == pytest.approx((24 / 29 + 4 / 29) / 2)
+    assert rows["recall_at_10"]["value"] == 0.5
+    assert rows["median_rank"] == (5 + 26) / 2
+    assert rows["hits_in_top_10_random_order"] == pytest.approx((10 / 29 + 10 / 30) / 2)
+    assert rows["pairwise"]["value"] == pytest.approx((24 / 28 + 4 / 29) / 2)
+    assert result["pool_repeats"] == 0.5  # u1's pool holds v01, clicked before; u2 has none
 
 
 def test_no_source_is_fitted_on_the_evaluation_days():

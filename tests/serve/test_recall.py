@@ -29,6 +29,8 @@ def test_evaluate_retrieval_on_a_held_out_day(model_dir, tmp_path):
     assert rows["pool"]["mean_size"] == ServingModel.load(model_dir).pool.max_candidates
     assert report["missing_sources"]["topic"].startswith("no 'topic' column")
     assert "recall_at_10" in rows["pool"] and "| is_follow | pool | 7 |" in result.output
+    assert "where the pool's items come from" in result.output
+    assert set(rows["pool"]["source_mix"]["pool"]) <= {"cowatch", "embedding", "popular"}
     assert "…" not in result.output
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,7 @@ class Events:
     items: list[str]
     queries: list[str | None]
     times: np.ndarray  # [N] epoch seconds
+    earlier: dict[str, set[str]] = field(default_factory=dict)  # user -> history positives
 
 
 def positive_events(history: pa.Table, evaluation: pa.Table, label: str,
@@ -58,9 +60,11 @@ def positive_events(history: pa.Table, evaluation: pa.Table, label: str,
     past = WatchLog.from_table(history, cols) if history.num_rows else None
     now = WatchLog.from_table(evaluation, cols)
     last: dict[str, str] = {}
+    earlier: dict[str, set[str]] = {}
     if past is not None:
         for u, i in zip(past.users.tolist(), past.items.tolist(), strict=True):
             last[past.user_ids[u]] = past.item_ids[i]  # sorted by (user, time): the last wins
+            earlier.setdefault(past.user_ids[u], set()).add(past.item_ids[i])
     users, items, queries = [], [], []
     for u, i in zip(now.users.tolist(), now.items.tolist(), strict=True):
         user, item = now.user_ids[u], now.item_ids[i]
@@ -68,7 +72,7 @@ def positive_events(history: pa.Table, evaluation: pa.Table, label: str,
         items.append(item)
         queries.append(last.get(user))
         last[user] = item
-    return Events(label, users, items, queries, now.times.copy())
+    return Events(label, users, items, queries, now.times.copy(), earlier)
 
 
 @dataclass
@@ -87,6 +91,9 @@ class _Tally:
     random_top: list[float] = field(default_factory=list)  # per hit: P(top 10) in random order
     top_items: set[str] = field(default_factory=set)
     pool_items: set[str] = field(default_factory=set)
+    # Which source each pooled item, ranked top-10 item and hit came from (first finder).
+    mix: dict[str, Counter[str]] = field(default_factory=lambda: {
+        "pool": Counter(), "top_10": Counter(), "hits": Counter()})
 
     def summary(self, ranked: bool) -> dict[str, Any]:
         hits = len(self.ranks)
@@ -107,6 +114,10 @@ class _Tally:
                 "distinct_top_10": len(self.top_items)})
             if self.merge_ranks:
                 out["median_merge_rank"] = float(np.median(self.merge_ranks))
+        if self.mix["pool"]:
+            out["source_mix"] = {part: {name: count / max(1, sum(counts.values()))
+                                        for name, count in sorted(counts.items())}
+                                 for part, counts in self.mix.items()}
         return out
 
 
@@ -146,24 +157,32 @@ def _rank_of(scores: np.ndarray, hit: int) -> tuple[int, float]:
 
 
 def _tally_ranked(tally: _Tally, ids: list[str], item: str, event: tuple[str, str | None, float],
-                  scorer: Scorer | None) -> None:
-    """Record list ``ids`` for one event: found or not, and where the ranker puts ``item``."""
+                  scorer: Scorer | None, origins: list[str] | None = None) -> None:
+    """Record list ``ids`` for one event: found or not, and where the ranker puts ``item``;
+    ``origins`` (the source of each of ``ids``) adds the source mix of the list and its top 10."""
     user, query, when = event
     hit = _position(ids, item)
+    if origins is not None:
+        tally.mix["pool"].update(origins)
+        if hit >= 0:
+            tally.mix["hits"][origins[hit]] += 1
     tally.users.append(user)
     tally.found.append(hit >= 0)
     tally.sizes.append(len(ids))
     tally.pool_items.update(ids)
     if scorer is None:
         return
-    if hit < 0:
+    if not ids:
         tally.in_top.append(False)
-        if ids:
-            scores = _scores(scorer, user, query, ids, when)
-            tally.top_items.update(ids[i] for i in np.argsort(-scores, kind="stable")[:TOP_K])
         return
     scores = _scores(scorer, user, query, ids, when)
-    tally.top_items.update(ids[i] for i in np.argsort(-scores, kind="stable")[:TOP_K])
+    top = np.argsort(-scores, kind="stable")[:TOP_K].tolist()
+    tally.top_items.update(ids[i] for i in top)
+    if origins is not None:
+        tally.mix["top_10"].update(origins[i] for i in top)
+    if hit < 0:
+        tally.in_top.append(False)
+        return
     rank, beaten = _rank_of(scores, hit)
     tally.in_top.append(rank <= TOP_K)
     tally.ranks.append(rank)
@@ -255,16 +274,19 @@ def _evaluate_label(pool: CandidatePool, events: Events, size: int, popular: lis
     n = len(events.items)
     tallies = {"pool": _Tally(), "popular-only": _Tally(), "random": _Tally()}
     per_source = {name: _Tally() for name in pool.sources}
-    cold = 0
+    cold, repeats = 0, []
     for user, item, query, when in zip(events.users, events.items, events.queries,
                                        events.times.tolist(), strict=True):
         cold += item not in known
         q = Query(user, query)
-        ids = pool.merge(q, size).ids
+        pooled = pool.merge(q, size)
+        ids = pooled.ids
+        origins = [pooled.source_names[s] for s in pooled.source.tolist()]
+        repeats.append(len(events.earlier.get(user, set()).intersection(ids)))
         merge_position = _position(ids, item)
         if merge_position >= 0:
             tallies["pool"].merge_ranks.append(merge_position + 1)
-        _tally_ranked(tallies["pool"], ids, item, (user, query, when), scorer)
+        _tally_ranked(tallies["pool"], ids, item, (user, query, when), scorer, origins)
         baseline = [v for v in popular if v != query][:size]
         _tally_ranked(tallies["popular-only"], baseline, item, (user, query, when), scorer)
         drawn = rng.choice(len(catalogue), size=min(size + 1, len(catalogue)), replace=False)
@@ -284,7 +306,8 @@ def _evaluate_label(pool: CandidatePool, events: Events, size: int, popular: lis
     rows["popular-only"] = tallies["popular-only"].summary(scorer is not None)
     rows["random"] = tallies["random"].summary(scorer is not None)
     return {"events": n, "no_query": sum(q is None for q in events.queries),
-            "cold_items": cold / n if n else None, "rows": rows}
+            "cold_items": cold / n if n else None,
+            "pool_repeats": float(np.mean(repeats)) if repeats else None, "rows": rows}
 
 
 def report_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -305,6 +328,22 @@ def report_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                      "-" if cold is None else f"{cold:.1%} of events", *["-"] * 7])
     for kind, why in report["missing_sources"].items():
         rows.append(["*", f"source:{kind}", "-", f"missing ({why})", *["-"] * 7])
+    return header, rows
+
+
+def mix_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Where the pool's items, the ranker's top 10 and the hits come from (first finder), and
+    how many pooled videos the user already engaged with in the history."""
+    header = ["label", "source", "share of pool", "share of ranked top 10", "share of hits"]
+    rows = []
+    for label, result in report["labels"].items():
+        mix = result["rows"]["pool"].get("source_mix", {})
+        for name in report["sources"]:
+            rows.append([label, name, *(f"{mix[part][name]:.1%}" if name in mix.get(part, {})
+                                        else "-" for part in ("pool", "top_10", "hits"))])
+        repeats = result.get("pool_repeats")
+        rows.append([label, "(already positive in history, per pool)",
+                     "-" if repeats is None else f"{repeats:.1f} videos", "-", "-"])
     return header, rows
 
 

@@ -24,7 +24,7 @@ from watchnext.data import sources
 from watchnext.data.errors import DataError
 from watchnext.evaluate.tables import markdown_table, rich_table
 from watchnext.retrieve.base import RetrievalError
-from watchnext.retrieve.evaluate import Scorer, evaluate_retrieval, report_rows
+from watchnext.retrieve.evaluate import Scorer, evaluate_retrieval, mix_rows, report_rows
 from watchnext.retrieve.log import LogColumns
 
 if TYPE_CHECKING:
@@ -124,13 +124,17 @@ def evaluate_retrieval_command(
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         write_json(json_out, report)
-    header, rows = report_rows(report)
-    title = f"retrieval of {model_dir} (pool {report['pool_size']}, catalogue " \
-            f"{report['catalogue']:,})"
+    _print_table(f"retrieval of {model_dir} (pool {report['pool_size']}, catalogue "
+                 f"{report['catalogue']:,})", *report_rows(report))
+    _print_table("where the pool's items come from", *mix_rows(report))
+
+
+def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """A Rich table on a terminal (cells wrap, never cut), Markdown when piped."""
     if sys.stdout.isatty():
         table = rich_table(title, header, rows)
         for column in table.columns:
             column.overflow = "fold"
         console.print(table)
     else:
-        print(f"{title}\n\n{markdown_table(header, rows)}")
+        print(f"{title}\n\n{markdown_table(header, rows)}\n")
