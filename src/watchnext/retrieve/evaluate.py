@@ -12,9 +12,10 @@ one), which is what the service sees when u finishes q. Then:
     pairwise          share of the other pool items the ranker scores below v (random: 50%)
 
 beside two pools of the same size that know nothing about the query: the N items with most
-positives in the fitting days, and N random catalogue items. Recall is only fair when no source
-has seen the evaluation days, so events at or before the pool's last fitted event are refused.
-Ranking is a callback (``Scorer``), so this module needs no serving code.
+positives in the fitting days, and N random catalogue items; and which source the pool's items,
+its ranked top 10 and its hits come from. Recall is only fair when no source has seen the
+evaluation days, so events well before the pool's last fitted event are refused
+(``evaluate_retrieval``). Ranking is a callback (``Scorer``), so this module needs no serving code.
 """
 
 from __future__ import annotations
@@ -217,9 +218,9 @@ def evaluate_retrieval(pool: CandidatePool, history: pa.Table, evaluation: pa.Ta
     ``history`` holds the logs up to the evaluation (the fitting days: the previous positive of
     a user's first event comes from there, as do the popular baseline's counts); ``evaluation``
     the held-out days. ``fitted_until`` (epoch seconds, default: the pool's record of its last
-    fitted event, else the newest event of ``history``) must precede every evaluated event by
-    more than ``-tolerance_s``: logs split by a day column can disagree with their timestamps
-    by minutes at midnight (KuaiRand's dates are local time), a whole fitted day cannot.
+    fitted event, else the newest event of ``history``): no evaluated event may come more than
+    ``tolerance_s`` before it. Logs split by a day column can disagree with their timestamps by
+    minutes around midnight (KuaiRand's do), but a fitted evaluation day cannot hide in an hour.
     """
     if pool_size is not None and not 1 <= pool_size <= pool.max_candidates:
         raise RetrievalError(f"pool size {pool_size} is outside 1..{pool.max_candidates}, the "
