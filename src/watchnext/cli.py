@@ -15,6 +15,7 @@ from watchnext.config import ConfigError
 from watchnext.data.errors import DataError
 from watchnext.evaluate import html, schema, tables
 from watchnext.serve import commands as serve_commands
+from watchnext.serve.recall import evaluate_retrieval_command
 from watchnext.sim import commands as sim_commands
 from watchnext.train import commands as train_commands
 
@@ -307,6 +308,7 @@ def _num(value: float | None) -> str:
 sim_commands.register(app)
 serve_commands.register(app)
 train_commands.register(app)
+app.command("evaluate-retrieval")(evaluate_retrieval_command)
 
 if __name__ == "__main__":
     app()

@@ -74,7 +74,8 @@ class CandidatePool:
     """Named sources, each with a quota, merged and capped at ``max_candidates``."""
 
     def __init__(self, sources: dict[str, CandidateSource], max_candidates: int = 300,
-                 quotas: dict[str, int] | None = None):
+                 quotas: dict[str, int] | None = None, skipped: dict[str, str] | None = None,
+                 fitted_until: float | None = None):
         if not sources:
             raise ValueError("CandidatePool needs at least one source")
         if max_candidates < 1:
@@ -82,6 +83,8 @@ class CandidatePool:
         self.sources = dict(sources)
         self.max_candidates = max_candidates
         self.quotas = {name: (quotas or {}).get(name, max_candidates) for name in self.sources}
+        self.skipped = dict(skipped or {})  # source kind -> why the pool has none of it
+        self.fitted_until = fitted_until  # newest fitted watch (epoch s): evaluate after it only
         self.item_ids: list[str] = []
         self._to_pool: dict[str, np.ndarray] = {}
         if all(source.fitted for source in self.sources.values()):
@@ -100,6 +103,7 @@ class CandidatePool:
         log = WatchLog.from_table(table, columns or LogColumns())
         for source in self.sources.values():
             source.fit(table, log if source.columns == (columns or LogColumns()) else None)
+        self.fitted_until = log.now if len(log) else None
         self._index_items()
         return self
 
@@ -144,6 +148,7 @@ class CandidatePool:
 
     def describe(self) -> dict[str, Any]:
         return {"max_candidates": self.max_candidates, "quotas": self.quotas,
+                "skipped": self.skipped, "fitted_until": self.fitted_until,
                 "sources": {name: {"kind": s.kind, **s.params()} for name, s in self.sources.items()}}
 
     def save(self, directory: str | Path) -> Path:
@@ -155,6 +160,7 @@ class CandidatePool:
         for name, source in self.sources.items():
             source.save(directory / name)
         manifest = {"max_candidates": self.max_candidates, "quotas": self.quotas,
+                    "skipped": self.skipped, "fitted_until": self.fitted_until,
                     "sources": [{"name": n, "kind": s.kind} for n, s in self.sources.items()]}
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
         return directory
@@ -178,7 +184,8 @@ class CandidatePool:
             if read_meta(folder).get("kind") != kind:
                 raise RetrievalError(f"{folder}: source kind does not match {MANIFEST}")
             sources[entry["name"]] = SOURCE_KINDS[kind].load(folder)
-        return cls(sources, manifest.get("max_candidates", 300), manifest.get("quotas"))
+        return cls(sources, manifest.get("max_candidates", 300), manifest.get("quotas"),
+                   manifest.get("skipped"), manifest.get("fitted_until"))
 
 
 def default_pool(table: pa.Table, columns: LogColumns | None = None, max_candidates: int = 300,
@@ -190,6 +197,7 @@ def default_pool(table: pa.Table, columns: LogColumns | None = None, max_candida
     """
     columns = columns or LogColumns()
     shares = {"cowatch": 0.4, "embedding": 0.3, "popular": 0.15}
+    skipped: dict[str, str] = {}
     sources: dict[str, CandidateSource] = {
         "cowatch": CoWatch(columns),
         "embedding": EmbeddingRetrieval(columns),
@@ -199,6 +207,8 @@ def default_pool(table: pa.Table, columns: LogColumns | None = None, max_candida
         shares["topic"] = 0.15
     else:
         shares["embedding"] += 0.15
+        skipped["topic"] = (f"no {topic_column!r} column in the logs; its quota went to embedding"
+                            if topic_column else "topic_column is empty")
     sources["popular"] = PopularFresh(columns)
     quotas = {name: max(1, round(share * max_candidates)) for name, share in shares.items()}
-    return CandidatePool(sources, max_candidates, quotas).fit(table, columns)
+    return CandidatePool(sources, max_candidates, quotas, skipped).fit(table, columns)
