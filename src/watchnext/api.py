@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pyarrow as pa
 import torch
 
 from watchnext.artifacts import checkpoint as ckpt
-from watchnext.config import ConfigError, RunConfig
+from watchnext.config import RunConfig
 from watchnext.data.batch import Batch
 from watchnext.data.encoder import FeatureEncoder
 from watchnext.data.io import read_tables
@@ -24,7 +25,9 @@ from watchnext.evaluate.report import evaluate, predict_batch
 from watchnext.model.cost import multiplications
 from watchnext.model.ranker import MultitaskRanker
 from watchnext.model.score import combined_score
-from watchnext.train.trainer import History, Trainer
+from watchnext.train import loop
+from watchnext.train.sources import TableSource
+from watchnext.train.speed import apply_process_settings
 
 TableLike = pa.Table | str | Path | Sequence[str]
 
@@ -33,8 +36,31 @@ def as_table(data: TableLike) -> pa.Table:
     return data if isinstance(data, pa.Table) else read_tables(data)
 
 
+def _maybe_table(data: TableLike | None) -> pa.Table | None:
+    return None if data is None else as_table(data)
+
+
+@dataclass
+class History:
+    """One day's training: loss per epoch, validation loss per epoch (or after the day), and
+    the epoch whose weights were kept."""
+
+    train: list[dict[str, float]] = field(default_factory=list)
+    valid: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+
+    @classmethod
+    def from_day(cls, record: dict[str, Any]) -> History:
+        valid = record.get("valid") or ([record["valid_loss"]] if "valid_loss" in record else [])
+        return cls(record["epochs"], valid, record.get("best_epoch", len(record["epochs"]) - 1))
+
+
 class Ranker:
-    """Multitask watch-next ranker. Parameters live in the config; ``fit`` learns the rest."""
+    """Multitask watch-next ranker. Parameters live in the config; ``fit`` learns the rest.
+
+    Every ``fit`` runs the one training loop (watchnext.train.loop) on ``train.device``; the
+    fitted model is then held on the CPU for prediction.
+    """
 
     def __init__(self, config: RunConfig, log: Callable[[str], None] | None = None):
         if not isinstance(config, RunConfig):
@@ -44,56 +70,56 @@ class Ranker:
         self.encoder: FeatureEncoder | None = None
         self.model: MultitaskRanker | None = None
         self.history: list[History] = []
-        self.trainer: Trainer | None = None
-        self.stream_metrics: dict[str, Any] = {}
+        self.metrics: dict[str, Any] = {}
+        self.global_step = 0
 
-    def _build(self, train: pa.Table | Sequence[pa.Table]) -> None:
+    def _build(self, train: pa.Table) -> None:
+        """Fit the encoder and build an untrained model (to count its cost, for instance)."""
         torch.manual_seed(self.config.train.seed)
-        tables = [train] if isinstance(train, pa.Table) else list(train)
-        self.encoder = FeatureEncoder(self.config).fit(pa.concat_tables(
-            tables, promote_options="permissive"))
+        self.encoder = FeatureEncoder(self.config).fit(train)
         self.model = MultitaskRanker(self.config, self.encoder,
                                      sparse=self.config.train.sparse_embeddings)
-        self.trainer = Trainer(self.config, self.encoder, self.model, self.log)
-        cost = multiplications(self.model)
-        self.log(f"{self.config.model.kind}: {cost['serving']:,} multiplications per example "
-                 f"(+{cost['shallow_tower']:,} in the training-only shallow tower)")
 
-    def fit(self, train: TableLike, valid: TableLike | None = None) -> Ranker:
-        """Fit vocabularies on ``train``, then train with early stopping on ``valid``."""
-        train_table = as_table(train)
-        self._build(train_table)
-        valid_batch = self.encode(valid) if valid is not None else None
-        self.history = [self.trainer.fit(self.encode(train_table), valid_batch)]
-        return self
+    def fit(self, train: TableLike, valid: TableLike | None = None, **options: Any) -> Ranker:
+        """Fit vocabularies on ``train``, then train up to ``train.max_epochs`` epochs; with
+        ``valid``, stop early and keep the best epoch. ``options`` are ``LoopOptions`` fields."""
+        apply_process_settings(self.config.train)
+        options = {"epochs_per_day": self.config.train.max_epochs, **options}
+        result = loop.train(self.config, TableSource([("train", as_table(train))]), None,
+                            loop.LoopOptions(**options), _maybe_table(valid),
+                            early_stopping=valid is not None, log=self.log)
+        return self._hold(result)
 
     def fit_sequential(self, chunks: Sequence[tuple[str, TableLike]], run_dir: str | Path,
-                       valid: TableLike | None = None, resume: bool = False) -> Ranker:
-        """Train day by day in time order, checkpointing after each chunk (see Trainer)."""
-        named = [(name, as_table(data)) for name, data in chunks]
-        if resume and (Path(run_dir) / ckpt.LATEST).exists():
-            saved = ckpt.read_checkpoint(run_dir)
-            self._check_same_run(saved["config"])
-            self._restore(saved, for_training=True)
-        else:
-            self._build([t for _, t in named])
-        batches = [(name, self.encode(t)) for name, t in named]
-        valid_batch = self.encode(valid) if valid is not None else None
-        self.history = self.trainer.fit_sequential(batches, run_dir, valid_batch, resume)
-        return self
+                       valid: TableLike | None = None, resume: bool = False,
+                       **options: Any) -> Ranker:
+        """Train on time-ordered chunks (days), one pass each by default (``epochs_per_day``),
+        each warm from the previous; checkpoints in ``run_dir`` as ``train-stream`` writes them,
+        and ``resume`` continues a killed run exactly. ``valid`` is evaluated after each day."""
+        apply_process_settings(self.config.train)
+        source = TableSource([(name, as_table(data)) for name, data in chunks])
+        result = loop.train(self.config, source, run_dir,
+                            loop.LoopOptions(resume=resume, **options), _maybe_table(valid),
+                            log=self.log)
+        return self._hold(result)
 
-    def fit_stream(self, data: str | Path, run_dir: str | Path, **options: Any) -> Ranker:
+    def fit_stream(self, data: str | Path, run_dir: str | Path, valid: str | Path | None = None,
+                   **options: Any) -> Ranker:
         """Stream ``day=YYYY-MM-DD/`` Parquet partitions from disk in bounded memory (several
         processes under torchrun), checkpointing as it goes; then hold the trained model.
 
-        ``options`` are ``watchnext.train.streaming.StreamOptions`` fields (``resume``,
+        ``options`` are ``watchnext.train.loop.LoopOptions`` fields (``resume``,
         ``skip_bad_rows``, ``checkpoint_every``, ``shards``, ...); see docs/distributed.md.
         """
-        from watchnext.train.streaming import StreamOptions, train_stream
+        from watchnext.train.streaming import train_stream
 
-        result = train_stream(self.config, data, run_dir, StreamOptions(**options), self.log)
-        self.stream_metrics = result.metrics
-        self._restore(ckpt.read_checkpoint(result.checkpoint or run_dir), for_training=False)
+        return self._hold(train_stream(self.config, data, run_dir, loop.LoopOptions(**options),
+                                       valid, self.log))
+
+    def _hold(self, result: loop.LoopResult) -> Ranker:
+        self.encoder, self.model = result.encoder, result.model.cpu().eval()
+        self.metrics, self.global_step = result.metrics, result.global_step
+        self.history = [History.from_day(day) for day in result.metrics["days"]]
         return self
 
     def encode(self, data: TableLike) -> Batch:
@@ -128,33 +154,27 @@ class Ranker:
         return vocab.values if vocab else []
 
     def save(self, directory: str | Path) -> Path:
+        """The fitted model as one checkpoint folder (no optimiser state: not a run to resume)."""
         self._check_fitted()
-        return self.trainer.save(directory)
+        return ckpt.save_checkpoint(directory, config=self.config,
+                                    encoder_state=self.encoder.state_dict(), model=self.model,
+                                    state={"global_step": self.global_step})
 
     @classmethod
     def load(cls, path: str | Path) -> Ranker:
         """Load a checkpoint folder (or a run folder with LATEST); verified, no pickle."""
         saved = ckpt.read_checkpoint(path)
         ranker = cls(saved["config"])
-        ranker._restore(saved, for_training=False)
+        ranker._restore(saved)
         return ranker
 
-    def _restore(self, saved: dict[str, Any], for_training: bool) -> None:
+    def _restore(self, saved: dict[str, Any]) -> None:
         self.encoder = FeatureEncoder.from_state(self.config, saved["encoder"])
         self.model = MultitaskRanker(self.config, self.encoder,
                                      sparse=self.config.train.sparse_embeddings)
         self.model.load_state_dict(saved["weights"])
         self.model.eval()
-        self.trainer = Trainer(self.config, self.encoder, self.model, self.log)
-        if not for_training:
-            self.trainer.step = saved["state"].get("step", 0)
-
-    def _check_same_run(self, saved: RunConfig) -> None:
-        """Resuming with another model, features or tasks would silently train something else."""
-        for section in ("features", "tasks", "model", "bias"):
-            if getattr(saved, section) != getattr(self.config, section):
-                raise ConfigError(f"{section}: differs from the checkpoint's config; "
-                                  "resume needs the same run config")
+        self.global_step = saved["state"].get("global_step", 0)
 
     def _check_fitted(self) -> None:
         if self.model is None or self.encoder is None:

@@ -23,6 +23,7 @@ GATE_INPUTS = ("bottom", "input")
 POSITIVE_MAPS = ("exp", "softplus", "identity")
 BIAS_METHODS = ("shallow_tower", "adversarial")
 PRECISIONS = ("fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 class ConfigError(ValueError):
@@ -113,6 +114,8 @@ class TrainSpec:
     precision: str = "fp32"
     compile: bool = False
     retain_freed_memory: bool = True
+    # where the model, batches and optimiser state live: "auto" = CUDA when available, else CPU
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -371,6 +374,7 @@ def _validate_train(t: TrainSpec) -> None:
     _positive(t.patience, "train.patience", zero_ok=True)
     _positive(t.threads, "train.threads", zero_ok=True)
     _one_of(t.precision, PRECISIONS, "train.precision")
+    _one_of(t.device, DEVICES, "train.device")
     if t.sparse_embeddings and t.weight_decay:
-        raise ConfigError("train.sparse_embeddings: SparseAdam has no weight decay; "
+        raise ConfigError("train.sparse_embeddings: row-wise Adam has no weight decay; "
                           "set train.weight_decay = 0 or train.sparse_embeddings = false")
