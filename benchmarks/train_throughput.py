@@ -133,7 +133,7 @@ def run_watchnext(rows: int, model: dict[str, Any], train: dict[str, Any]) -> di
     from watchnext.data.encoder import FeatureEncoder
     from watchnext.evaluate.report import predict_batch
     from watchnext.model.cost import multiplications
-    from watchnext.train.loop import LoopOptions, train
+    from watchnext.train import loop
     from watchnext.train.sources import TableSource
     from watchnext.train.speed import apply_process_settings
 
@@ -150,8 +150,8 @@ def run_watchnext(rows: int, model: dict[str, Any], train: dict[str, Any]) -> di
     gc.collect()
     pa.default_memory_pool().release_unused()  # the Arrow copy of the synthetic data, now freed
     reset_peak_rss()
-    result = train(config, TableSource([("workload", batch)], encoder),  # seed SEED builds the model
-                   options=LoopOptions(epochs_per_day=1))
+    result = loop.train(config, TableSource([("workload", batch)], encoder),  # SEED: the model
+                        options=loop.LoopOptions(epochs_per_day=1))
     train_s = result.metrics["days"][0]["seconds"]  # the epoch, as the loop timed it
     ranker = result.model
     start = time.perf_counter()
