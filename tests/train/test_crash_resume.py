@@ -27,13 +27,6 @@ from watchnext.train.streaming import train_stream
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _keep_thread_count():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     return ckpt.read_checkpoint(run)["weights"]
 

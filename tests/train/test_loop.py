@@ -23,13 +23,6 @@ from watchnext.train.step import TrainStep
 from watchnext.train.validation import validation_losses
 
 
-@pytest.fixture(autouse=True)
-def _keep_thread_count():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def _days(table):
     return [(str(d), table.filter(pc.equal(table["day"], d))) for d in (1, 2, 3)]
 

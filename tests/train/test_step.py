@@ -18,13 +18,6 @@ from watchnext.train.distributed import Distributed, resolve_device
 from watchnext.train.step import TrainStep, check_step_settings
 
 
-@pytest.fixture(autouse=True)
-def _keep_thread_count():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def _no_dropout(config):
     return config.replace(model={"gate_dropout": 0.0}, bias={"position_dropout": 0.0})
 
