@@ -4,8 +4,8 @@
 
 One id feature is hashed into ``--buckets`` rows of 16 floats (64 MiB at 2^20), the size where
 the choice matters: with dense gradients every step all-reduces and Adam-updates the whole table;
-with ``--sparse`` only the rows in the batch travel and SparseAdam touches only them. Prints
-training examples/s (from metrics.json) per setting. Each process uses one thread.
+with ``train.sparse_embeddings`` only the rows in the batch travel and row-wise Adam touches only
+them. Prints training examples/s (from metrics.json) per setting. Each process uses one thread.
 """
 
 from __future__ import annotations
@@ -23,15 +23,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from streaming_memory import CONFIG, generate  # noqa: E402
 
 
-def config(buckets: int) -> dict:
+def config(buckets: int, sparse: bool) -> dict:
     cfg = json.loads(json.dumps(CONFIG))
     cfg["features"][0].update(hash_buckets=buckets, embedding_dim=16)
+    cfg["train"]["sparse_embeddings"] = sparse
     return cfg
 
 
-def run(nproc: int, cfg: Path, data: Path, out: Path, sparse: bool) -> dict:
+def run(nproc: int, cfg: Path, data: Path, out: Path) -> dict:
     command = ["-m", "watchnext.train.commands", "train-stream", str(cfg), "--data", str(data),
-               "--out", str(out), "--quiet", "--sparse" if sparse else "--dense"]
+               "--out", str(out), "--quiet"]
     if nproc > 1:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -55,13 +56,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         generate(root / "data", 2, args.rows_per_day, files=2, row_group=65_536)
-        cfg = root / "config.json"
-        cfg.write_text(json.dumps(config(args.buckets)))
         print(f"| processes | gradients | examples/s |  (hashed table {args.buckets:,} x 16)")
         print("|---:|---|---:|")
         for nproc in (1, 2):
             for sparse in (False, True):
-                r = run(nproc, cfg, root / "data", root / f"run-{nproc}-{sparse}", sparse)
+                cfg = root / f"config-{sparse}.json"
+                cfg.write_text(json.dumps(config(args.buckets, sparse)))
+                r = run(nproc, cfg, root / "data", root / f"run-{nproc}-{sparse}")
                 print(f"| {nproc} | {'sparse' if sparse else 'dense'} | {r['examples_per_s']:,.0f} |",
                       flush=True)
 

@@ -76,9 +76,10 @@ def watchnext_trainer(lever: dict[str, Any], encoder, threads: int) -> Any:
 
     from watchnext.model.layers import GroupedMLP
     from watchnext.model.ranker import MultitaskRanker
+    from watchnext.train.distributed import Distributed
     from watchnext.train.optim import make_optimizer
     from watchnext.train.speed import apply_process_settings
-    from watchnext.train.trainer import Trainer
+    from watchnext.train.step import TrainStep
 
     config = tt.workload_config(PEER, {**lever["train"], **TRAIN_OVERRIDES, "threads": threads})
     apply_process_settings(config.train)  # as Ranker.fit does
@@ -88,9 +89,9 @@ def watchnext_trainer(lever: dict[str, Any], encoder, threads: int) -> Any:
         for module in model.modules():
             if isinstance(module, GroupedMLP):
                 module.forward = types.MethodType(loop_forward, module)
-    trainer = Trainer(config, encoder, model)
+    trainer = TrainStep(config, model, Distributed())
     if lever.get("torch_sparse_adam"):
-        trainer.optimizer = make_optimizer(model, config)
+        trainer.optimizer = make_optimizer(model, config, torch.optim.SparseAdam)
     return trainer
 
 
@@ -173,7 +174,7 @@ def main() -> None:
     trainers = {name: watchnext_trainer(lever, encoder, args.threads)
                 for name, lever in levers.items() if not lever.get("deepctr")}
     steps = {name: deepctr_step(data) if lever.get("deepctr") else
-             (lambda i, t=trainers[name]: t.train_step(BATCHES[i])) for name, lever in levers.items()}
+             (lambda i, t=trainers[name]: t([BATCHES[i]], [i])) for name, lever in levers.items()}
     times: dict[str, list[float]] = {name: [] for name in steps}
     first: dict[str, float] = {}
     for i in range(batches):

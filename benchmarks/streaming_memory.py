@@ -10,7 +10,7 @@ links to the first n days. Every measurement runs in a fresh subprocess, so its 
 
 - ``stream``: ``watchnext.train.streaming.train_stream`` over the days, one pass each;
 - ``memory``: the in-memory path, ``read_tables`` + ``FeatureEncoder.fit/transform`` + one epoch
-  of ``Trainer.fit`` (only up to ``--memory-max-rows``: its memory grows with the data).
+  of ``Ranker.fit``'s loop over a table (only up to ``--memory-max-rows``: its memory grows with the data).
 
 Throughput is reported three ways, because they answer different questions:
 - training examples/s: rows / wall seconds of the training pass. For ``stream`` that pass also
@@ -114,11 +114,12 @@ def peak_rss_mib() -> float:
 
 def worker_stream(data: Path, out: Path, prefetch: int) -> dict:
     from watchnext.config import config_from_dict
-    from watchnext.train.streaming import StreamOptions, train_stream
+    from watchnext.train.loop import LoopOptions
+    from watchnext.train.streaming import train_stream
 
     started = time.perf_counter()
     result = train_stream(config_from_dict(CONFIG), data, out,
-                          StreamOptions(checkpoint_every=1000, prefetch=prefetch))
+                          LoopOptions(checkpoint_every=1000, prefetch=prefetch))
     total = time.perf_counter() - started
     days = result.metrics["days"]
     rows = sum(d["rows_trained"] for d in days)
@@ -129,32 +130,28 @@ def worker_stream(data: Path, out: Path, prefetch: int) -> dict:
 
 
 def worker_memory(data: Path) -> dict:
-    import torch
-
     from watchnext.config import config_from_dict
     from watchnext.data.encoder import FeatureEncoder
     from watchnext.data.io import read_tables
-    from watchnext.model.ranker import MultitaskRanker
+    from watchnext.train.loop import LoopOptions, train
+    from watchnext.train.sources import TableSource
     from watchnext.train.speed import apply_process_settings
-    from watchnext.train.trainer import Trainer
 
     cfg = config_from_dict(CONFIG)
-    apply_process_settings(cfg.train)  # as Ranker.fit and train_stream do
+    apply_process_settings(cfg.train)
     started = time.perf_counter()
     files = sorted(str(p) for p in data.glob("day=*/*.parquet"))
     table = read_tables(files)
     encoder = FeatureEncoder(cfg).fit(table)
     batch = encoder.transform(table)
     del table
-    torch.manual_seed(cfg.train.seed)
-    model = MultitaskRanker(cfg, encoder)
-    trainer = Trainer(cfg, encoder, model)
-    prepared, cpu = time.perf_counter(), time.process_time()
-    trainer.fit(batch)
-    done = time.perf_counter()
-    return {"path": "memory", "rows": len(batch), "peak_rss_mib": peak_rss_mib(),
-            "train_s": done - prepared, "cpu_s": time.process_time() - cpu,
-            "prepare_s": prepared - started, "total_s": done - started}
+    result = train(cfg, TableSource([("all", batch)], encoder),
+                   options=LoopOptions(epochs_per_day=cfg.train.max_epochs))
+    total = time.perf_counter() - started
+    day = result.metrics["days"][0]  # timed by the loop, exactly as the streamed days are
+    return {"path": "memory", "rows": day["rows_trained"], "peak_rss_mib": peak_rss_mib(),
+            "train_s": day["seconds"], "cpu_s": day["cpu_seconds"],
+            "prepare_s": total - day["seconds"], "total_s": total}
 
 
 def measure(kind: str, data: Path, out: Path, prefetch: int) -> dict:

@@ -128,18 +128,16 @@ def workload_config(model: dict[str, Any], train: dict[str, Any]):
 def run_watchnext(rows: int, model: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: what `watchnext` sets
     import pyarrow as pa
-    import torch
 
     from watchnext.data.encoder import FeatureEncoder
     from watchnext.evaluate.report import predict_batch
     from watchnext.model.cost import multiplications
-    from watchnext.model.ranker import MultitaskRanker
+    from watchnext.train import loop
+    from watchnext.train.sources import TableSource
     from watchnext.train.speed import apply_process_settings
-    from watchnext.train.trainer import Trainer
 
-    torch.set_num_threads(THREADS)
     config = workload_config(model, train)
-    apply_process_settings(config.train)  # what a training entry point does (Ranker.fit, the CLI)
+    apply_process_settings(config.train)  # threads = THREADS, and the allocator setting
     data = make_data(rows)
     table = pa.table({**{f"c{i}": data["ids"][:, i] for i in range(CATEGORICAL)},
                       **{f"d{i}": data["dense"][:, i] for i in range(DENSE)},
@@ -150,13 +148,11 @@ def run_watchnext(rows: int, model: dict[str, Any], train: dict[str, Any]) -> di
     del table, data
     gc.collect()
     pa.default_memory_pool().release_unused()  # the Arrow copy of the synthetic data, now freed
-    torch.manual_seed(SEED)
-    ranker = MultitaskRanker(config, encoder, sparse=config.train.sparse_embeddings)
-    trainer = Trainer(config, encoder, ranker)
     reset_peak_rss()
-    start = time.perf_counter()
-    trainer.train_epoch(batch, 0, 0)
-    train_s = time.perf_counter() - start
+    result = loop.train(config, TableSource([("workload", batch)], encoder),  # SEED: the model
+                        options=loop.LoopOptions(epochs_per_day=1))
+    train_s = result.metrics["days"][0]["seconds"]  # the epoch, as the loop timed it
+    ranker = result.model
     start = time.perf_counter()
     preds, _ = predict_batch(ranker, batch, chunk_size=EVAL_BATCH, gates=False)
     eval_s = time.perf_counter() - start

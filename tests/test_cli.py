@@ -196,7 +196,7 @@ def test_sequential_train_and_resume(tmp_path):
     result = runner.invoke(app, ["train", str(config), "--out", str(out), "--sequential", "--resume",
                                  "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "resumed" in result.output
+    assert "resuming from step-" in result.output
 
 
 def test_bad_config_exits_2_naming_the_key(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,6 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from watchnext.artifacts import checkpoint as ckpt
 from watchnext.config import ConfigError, RunConfig
 from watchnext.data.batch import Batch
 from watchnext.data.encoder import FeatureEncoder
@@ -30,11 +30,12 @@ from watchnext.evaluate import schema
 from watchnext.evaluate.bias import LearnedBias, learned_bias, to_json
 from watchnext.evaluate.report import evaluate, predict_batch
 from watchnext.model.cost import multiplications
-from watchnext.model.load import LoadedModel, load_model, model_from_checkpoint
+from watchnext.model.load import LoadedModel, load_model
 from watchnext.model.ranker import MultitaskRanker
 from watchnext.model.score import combined_score
+from watchnext.train import loop
+from watchnext.train.sources import TableSource
 from watchnext.train.speed import apply_process_settings
-from watchnext.train.trainer import History, Trainer
 
 TableLike = pa.Table | str | Path | Sequence[str]
 Exponents = Sequence[float] | Mapping[str, float]
@@ -44,8 +45,31 @@ def as_table(data: TableLike) -> pa.Table:
     return data if isinstance(data, pa.Table) else read_tables(data)
 
 
+def _maybe_table(data: TableLike | None) -> pa.Table | None:
+    return None if data is None else as_table(data)
+
+
+@dataclass
+class History:
+    """One day's training: loss per epoch, validation loss per epoch (or after the day), and
+    the epoch whose weights were kept."""
+
+    train: list[dict[str, float]] = field(default_factory=list)
+    valid: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+
+    @classmethod
+    def from_day(cls, record: dict[str, Any]) -> History:
+        valid = record.get("valid") or ([record["valid_loss"]] if "valid_loss" in record else [])
+        return cls(record["epochs"], valid, record.get("best_epoch", len(record["epochs"]) - 1))
+
+
 class Ranker:
-    """Multitask watch-next ranker. Parameters live in the config; ``fit`` learns the rest."""
+    """Multitask watch-next ranker. Parameters live in the config; ``fit`` learns the rest.
+
+    Every ``fit`` runs the one training loop (watchnext.train.loop) on ``train.device``; the
+    fitted model is then held on the CPU for prediction.
+    """
 
     def __init__(self, config: RunConfig, log: Callable[[str], None] | None = None):
         if not isinstance(config, RunConfig):
@@ -55,60 +79,56 @@ class Ranker:
         self.encoder: FeatureEncoder | None = None
         self.model: MultitaskRanker | None = None
         self.history: list[History] = []
-        self.trainer: Trainer | None = None  # only while training in this process
-        self.stream_metrics: dict[str, Any] = {}
-        self._loaded_state: dict[str, Any] = {}  # state.json of the checkpoint this was loaded from
+        self.metrics: dict[str, Any] = {}
+        self.global_step = 0
 
-    def _build(self, train: pa.Table | Sequence[pa.Table]) -> None:
+    def _build(self, train: pa.Table) -> None:
+        """Fit the encoder and build an untrained model (to count its cost, for instance)."""
         torch.manual_seed(self.config.train.seed)
-        tables = [train] if isinstance(train, pa.Table) else list(train)
-        self.encoder = FeatureEncoder(self.config).fit(pa.concat_tables(
-            tables, promote_options="permissive"))
+        self.encoder = FeatureEncoder(self.config).fit(train)
         self.model = MultitaskRanker(self.config, self.encoder,
                                      sparse=self.config.train.sparse_embeddings)
-        self.trainer = Trainer(self.config, self.encoder, self.model, self.log)
-        cost = multiplications(self.model)
-        self.log(f"{self.config.model.kind}: {cost['serving']:,} multiplications per example "
-                 f"(+{cost['shallow_tower']:,} in the training-only shallow tower)")
 
-    def fit(self, train: TableLike, valid: TableLike | None = None) -> Ranker:
-        """Fit vocabularies on ``train``, then train with early stopping on ``valid``."""
+    def fit(self, train: TableLike, valid: TableLike | None = None, **options: Any) -> Ranker:
+        """Fit vocabularies on ``train``, then train up to ``train.max_epochs`` epochs; with
+        ``valid``, stop early and keep the best epoch. ``options`` are ``LoopOptions`` fields."""
         apply_process_settings(self.config.train)
-        train_table = as_table(train)
-        self._build(train_table)
-        valid_batch = self.encode(valid) if valid is not None else None
-        self.history = [self.trainer.fit(self.encode(train_table), valid_batch)]
-        return self
+        options = {"epochs_per_day": self.config.train.max_epochs, **options}
+        result = loop.train(self.config, TableSource([("train", as_table(train))]), None,
+                            loop.LoopOptions(**options), _maybe_table(valid),
+                            early_stopping=valid is not None, log=self.log)
+        return self._hold(result)
 
     def fit_sequential(self, chunks: Sequence[tuple[str, TableLike]], run_dir: str | Path,
-                       valid: TableLike | None = None, resume: bool = False) -> Ranker:
-        """Train day by day in time order, checkpointing after each chunk (see Trainer)."""
+                       valid: TableLike | None = None, resume: bool = False,
+                       **options: Any) -> Ranker:
+        """Train on time-ordered chunks (days), one pass each by default (``epochs_per_day``),
+        each warm from the previous; checkpoints in ``run_dir`` as ``train-stream`` writes them,
+        and ``resume`` continues a killed run exactly. ``valid`` is evaluated after each day."""
         apply_process_settings(self.config.train)
-        named = [(name, as_table(data)) for name, data in chunks]
-        if resume and (Path(run_dir) / ckpt.LATEST).exists():
-            saved = ckpt.read_checkpoint(run_dir)
-            self._check_same_run(saved["config"])
-            self._adopt(model_from_checkpoint(saved, self.config))
-            self.trainer = Trainer(self.config, self.encoder, self.model, self.log)
-        else:
-            self._build([t for _, t in named])
-        batches = [(name, self.encode(t)) for name, t in named]
-        valid_batch = self.encode(valid) if valid is not None else None
-        self.history = self.trainer.fit_sequential(batches, run_dir, valid_batch, resume)
-        return self
+        source = TableSource([(name, as_table(data)) for name, data in chunks])
+        result = loop.train(self.config, source, run_dir,
+                            loop.LoopOptions(resume=resume, **options), _maybe_table(valid),
+                            log=self.log)
+        return self._hold(result)
 
-    def fit_stream(self, data: str | Path, run_dir: str | Path, **options: Any) -> Ranker:
+    def fit_stream(self, data: str | Path, run_dir: str | Path, valid: str | Path | None = None,
+                   **options: Any) -> Ranker:
         """Stream ``day=YYYY-MM-DD/`` Parquet partitions from disk in bounded memory (several
         processes under torchrun), checkpointing as it goes; then hold the trained model.
 
-        ``options`` are ``watchnext.train.streaming.StreamOptions`` fields (``resume``,
+        ``options`` are ``watchnext.train.loop.LoopOptions`` fields (``resume``,
         ``skip_bad_rows``, ``checkpoint_every``, ``shards``, ...); see docs/distributed.md.
         """
-        from watchnext.train.streaming import StreamOptions, train_stream
+        from watchnext.train.streaming import train_stream
 
-        result = train_stream(self.config, data, run_dir, StreamOptions(**options), self.log)
-        self.stream_metrics = result.metrics
-        self._adopt(load_model(result.checkpoint or run_dir))
+        return self._hold(train_stream(self.config, data, run_dir, loop.LoopOptions(**options),
+                                       valid, self.log))
+
+    def _hold(self, result: loop.LoopResult) -> Ranker:
+        self.encoder, self.model = result.encoder, result.model.cpu().eval()
+        self.metrics, self.global_step = result.metrics, result.global_step
+        self.history = [History.from_day(day) for day in result.metrics["days"]]
         return self
 
     def encode(self, data: TableLike, targets: bool = True) -> Batch:
@@ -224,39 +244,23 @@ class Ranker:
         vocab = self.encoder.vocabularies.get("__device__") if self.encoder else None
         return vocab.values if vocab else []
 
-    @property
-    def step(self) -> int:
-        """Optimiser steps taken: by this process's training, else as saved in the checkpoint."""
-        return self.trainer.step if self.trainer is not None else self._loaded_state.get("step", 0)
-
     def save(self, directory: str | Path) -> Path:
-        """Write a checkpoint folder; with the optimiser state if this process trained the model."""
+        """The fitted model as one checkpoint folder (no optimiser state: not a run to resume)."""
         self._check_fitted()
-        if self.trainer is not None:
-            return self.trainer.save(directory)
-        return LoadedModel(self.config, self.encoder, self.model, {"step": self.step}).save(directory)
+        return LoadedModel(self.config, self.encoder, self.model,
+                           {"global_step": self.global_step}).save(directory)
 
     @classmethod
     def load(cls, path: str | Path) -> Ranker:
         """Load a checkpoint folder (or a run folder with LATEST); verified, no pickle.
 
-        Loading builds no trainer and changes no process-wide setting (threads, allocator).
+        Loading builds no training state and changes no process-wide setting (threads, allocator).
         """
         loaded = load_model(path)
         ranker = cls(loaded.config)
-        ranker._adopt(loaded)
+        ranker.encoder, ranker.model = loaded.encoder, loaded.model
+        ranker.global_step = loaded.state.get("global_step", 0)
         return ranker
-
-    def _adopt(self, loaded: LoadedModel) -> None:
-        self.encoder, self.model = loaded.encoder, loaded.model
-        self._loaded_state, self.trainer = loaded.state, None
-
-    def _check_same_run(self, saved: RunConfig) -> None:
-        """Resuming with another model, features or tasks would silently train something else."""
-        for section in ("features", "tasks", "model", "bias"):
-            if getattr(saved, section) != getattr(self.config, section):
-                raise ConfigError(f"{section}: differs from the checkpoint's config; "
-                                  "resume needs the same run config")
 
     def _check_fitted(self) -> None:
         if self.model is None or self.encoder is None:

@@ -34,6 +34,7 @@ BiasMethod = Literal["shallow_tower", "adversarial"]
 ModelKind = Literal["mmoe", "shared_bottom", "ple"]
 GateInput = Literal["bottom", "input"]
 Precision = Literal["fp32", "bf16"]
+Device = Literal["auto", "cpu", "cuda"]
 
 ALL_DAYS = "all"  # a history window over every earlier day
 CROSS_SEPARATOR = "\x1f"  # joins a cross's parts; the ASCII unit separator is in no real id
@@ -192,6 +193,8 @@ class TrainSpec:
     precision: Precision = "fp32"
     compile: bool = False
     retain_freed_memory: bool = True
+    # where the model, batches and optimiser state live: "auto" = CUDA when available, else CPU
+    device: Device = "auto"
 
 
 @dataclass(frozen=True)
@@ -496,7 +499,7 @@ def _validate_train(t: TrainSpec) -> None:
     _positive(t.patience, "train.patience", zero_ok=True)
     _positive(t.threads, "train.threads", zero_ok=True)
     if t.sparse_embeddings and t.weight_decay:
-        raise ConfigError("train.sparse_embeddings: SparseAdam has no weight decay; "
+        raise ConfigError("train.sparse_embeddings: row-wise Adam has no weight decay; "
                           "set train.weight_decay = 0 or train.sparse_embeddings = false")
 
 

@@ -152,7 +152,7 @@ def build_service(config: RunConfig, train: pa.Table, out_dir: str | Path, *,
     refuse_existing(out_dir, overwrite)  # before training, not after
     log(f"training {config.model.kind} ranker on {train.num_rows:,} rows")
     ranker = Ranker(config, log=log).fit(train, valid)
-    trained = LoadedModel(ranker.config, ranker.encoder, ranker.model, {"step": ranker.step})
+    trained = LoadedModel(ranker.config, ranker.encoder, ranker.model, {"global_step": ranker.global_step})
     logs = train if valid is None else pa.concat_tables([train, valid], promote_options="permissive")
     return build_model_dir(trained, logs, out_dir, overwrite=overwrite, log=log, **options)
 

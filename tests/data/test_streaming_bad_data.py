@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -20,7 +19,8 @@ from watchnext.data.partitions import discover_days
 from watchnext.data.scan import merge, scan
 from watchnext.data.streaming import StreamLayout
 from watchnext.train.commands import register
-from watchnext.train.streaming import StreamOptions, train_stream
+from watchnext.train.loop import LoopOptions
+from watchnext.train.streaming import train_stream
 
 ROWS = 300  # per file; two files, row groups of 100
 
@@ -79,9 +79,6 @@ CASES = {
                    r"column, found string", "wrong_type", ROWS),
     "id type changes": (id_type_changes, r"part-1\.parquet, column 'video_id': wrong type: is int64 "
                         r"here but string in .*part-0\.parquet", "wrong_type", ROWS),
-    "NaN label": (lambda p: _set_row(p, "is_click", 17, float("nan")),
-                  r"part-1\.parquet, column 'is_click', row 17: label for task 'click' is NaN",
-                  "nan_label", 1),
     "label out of range": (lambda p: _set_row(p, "is_like", 17, 2),
                            r"part-1\.parquet, column 'is_like', row 17: label for task 'like' is 2, "
                            r"expected 0 or 1", "label_out_of_range", 1),
@@ -124,7 +121,7 @@ def test_skip_bad_rows_skips_and_counts_them(tmp_path, data, case):
     corrupt(_bad_file(data))
     lines = []
     result = train_stream(stream_config(), data, tmp_path / "run",
-                          StreamOptions(skip_bad_rows=True), log=lines.append)
+                          LoopOptions(skip_bad_rows=True), log=lines.append)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics == result.metrics
     skipped = metrics["skipped"]
@@ -153,14 +150,16 @@ def test_the_earliest_bad_row_is_reported_whichever_shard_finds_it(tmp_path, dat
         found.raise_error()
 
 
-def test_null_labels_are_absent_not_bad(tmp_path, data):
+def test_null_and_nan_labels_are_absent_not_bad(tmp_path, data):
     _set_row(_bad_file(data), "is_like", 3, None)
+    _set_row(_bad_file(data), "is_click", 4, float("nan"))
     result = train_stream(stream_config(), data, tmp_path / "run")
     assert result.metrics["days"][0]["rows_trained"] == 2 * ROWS
+    assert result.metrics["skipped"]["rows_found_total"] == 0
 
 
 def test_cli_reports_bad_data_with_exit_code_2(tmp_path, data):
-    _set_row(_bad_file(data), "is_click", 40, np.nan)
+    _set_row(_bad_file(data), "is_click", 40, 7)
     config = tmp_path / "config.toml"
     config.write_text(_toml())
     app = typer.Typer()
@@ -171,14 +170,14 @@ def test_cli_reports_bad_data_with_exit_code_2(tmp_path, data):
                               str(tmp_path / "run")])
     assert out.exit_code == 2
     assert re.search(r"error: .*part-1\.parquet, column 'is_click', row 40: label for task 'click' "
-                     r"is NaN", out.output.replace("\n", ""))
+                     r"is 7, expected 0 or 1", out.output.replace("\n", ""))
     assert not (tmp_path / "run").exists()
     ok = runner.invoke(app, ["train-stream", str(config), "--data", str(data), "--out",
                              str(tmp_path / "run"), "--skip-bad-rows", "--checkpoint-every", "3"])
     assert ok.exit_code == 0, ok.output
-    assert "skipping 1 bad rows: 1 nan_label" in ok.output
+    assert "skipping 1 bad rows: 1 label_out_of_range" in ok.output
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["skipped"]["rows_found"] == \
-        {"nan_label": 1}
+        {"label_out_of_range": 1}
 
 
 def _toml() -> str:
@@ -207,7 +206,7 @@ def test_a_day_left_without_readable_files_is_recorded_and_training_goes_on(tmp_
     write_days(tmp_path / "data", days=3, files_per_day=1, rows_per_file=ROWS)
     garbage(tmp_path / "data" / "day=2024-03-02" / "part-0.parquet")
     result = train_stream(stream_config(), tmp_path / "data", tmp_path / "run",
-                          StreamOptions(skip_bad_rows=True))
+                          LoopOptions(skip_bad_rows=True))
     assert [(d["day"], d["rows_trained"], d["steps"]) for d in result.metrics["days"]] == \
         [("2024-03-01", ROWS, 5), ("2024-03-02", 0, 0), ("2024-03-03", ROWS, 5)]
     assert result.global_step == 10

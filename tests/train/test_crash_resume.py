@@ -21,16 +21,10 @@ from watchnext.artifacts import checkpoint as ckpt
 from watchnext.config import ConfigError, config_from_dict
 from watchnext.data.errors import DataError
 from watchnext.train import recovery
-from watchnext.train.streaming import StreamOptions, train_stream
+from watchnext.train.loop import LoopOptions
+from watchnext.train.streaming import train_stream
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _keep_thread_count():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -51,15 +45,15 @@ def _copy_checkpoint(src_run: Path, step: int, dst_run: Path) -> None:
 @pytest.mark.parametrize("sparse", [False, True])
 def test_resuming_from_any_checkpoint_ends_with_the_same_weights(tmp_path, sparse):
     write_days(tmp_path / "data", days=2, files_per_day=2, rows_per_file=300)
-    cfg = stream_config(batch_size=32)
-    options = StreamOptions(checkpoint_every=4, keep=100, shuffle_buffer=100, sparse=sparse)
+    cfg = stream_config(batch_size=32).replace(train={"sparse_embeddings": sparse})
+    options = LoopOptions(checkpoint_every=4, keep=100, shuffle_buffer=100)
     full = train_stream(cfg, tmp_path / "data", tmp_path / "full", options)
     assert full.global_step == 38
     expected = _weights(tmp_path / "full")
     for step in (4, 12, 19, 36):  # mid-window, mid-day, a day's end, late in day two
         run = tmp_path / f"from-{step}"
         _copy_checkpoint(tmp_path / "full", step, run)
-        resumed = train_stream(cfg, tmp_path / "data", run, StreamOptions(resume=True))
+        resumed = train_stream(cfg, tmp_path / "data", run, LoopOptions(resume=True))
         assert resumed.global_step == 38
         _assert_same_weights(expected, _weights(run))
         assert [d["rows_trained"] for d in resumed.metrics["days"]] == [600, 600]
@@ -105,7 +99,7 @@ def _big_enough_data(tmp_path: Path) -> tuple[Path, Path]:
 def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     cfg_path, data = _big_enough_data(tmp_path)
     cfg = stream_config(batch_size=32)
-    full = train_stream(cfg, data, tmp_path / "full", StreamOptions(checkpoint_every=10))
+    full = train_stream(cfg, data, tmp_path / "full", LoopOptions(checkpoint_every=10))
     assert full.global_step == 120
 
     proc = _start(_stream_cmd(cfg_path, data, tmp_path / "killed", "--checkpoint-every", "10"))
@@ -115,7 +109,7 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     steps = [s for s, _ in recovery.step_checkpoints(tmp_path / "killed")]
     assert steps and max(steps) < 120
 
-    resumed = train_stream(cfg, data, tmp_path / "killed", StreamOptions(resume=True,
+    resumed = train_stream(cfg, data, tmp_path / "killed", LoopOptions(resume=True,
                                                                          checkpoint_every=10))
     assert resumed.global_step == 120
     _assert_same_weights(_weights(tmp_path / "full"), _weights(tmp_path / "killed"))
@@ -126,7 +120,7 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
 def test_repeated_sigkills_at_random_moments_still_end_with_the_same_weights(tmp_path):
     cfg_path, data = _big_enough_data(tmp_path)
     cfg = stream_config(batch_size=32)
-    train_stream(cfg, data, tmp_path / "full", StreamOptions(checkpoint_every=7, keep=2))
+    train_stream(cfg, data, tmp_path / "full", LoopOptions(checkpoint_every=7, keep=2))
     run = tmp_path / "killed"
     rng = random.Random(1)
     for target in (14, 35, 63, 98):
@@ -150,7 +144,7 @@ def _flip_byte(path: Path) -> None:
 def test_corrupt_and_partial_checkpoints_are_refused_and_an_older_one_is_used(tmp_path):
     write_days(tmp_path / "data", days=1, files_per_day=2, rows_per_file=300)
     cfg = stream_config(batch_size=32)
-    options = StreamOptions(checkpoint_every=4, keep=3, shuffle_buffer=100)
+    options = LoopOptions(checkpoint_every=4, keep=3, shuffle_buffer=100)
     full = train_stream(cfg, tmp_path / "data", tmp_path / "run", options)
     expected = _weights(tmp_path / "run")
     assert [s for s, _ in recovery.step_checkpoints(tmp_path / "run")] == [19, 16, 12]
@@ -158,7 +152,7 @@ def test_corrupt_and_partial_checkpoints_are_refused_and_an_older_one_is_used(tm
     (recovery.step_dir(tmp_path / "run", 16) / "optimizer.safetensors").unlink()
     lines = []
     resumed = train_stream(cfg, tmp_path / "data", tmp_path / "run",
-                           StreamOptions(resume=True, checkpoint_every=4), log=lines.append)
+                           LoopOptions(resume=True, checkpoint_every=4), log=lines.append)
     log = "\n".join(lines)
     assert re.search(r"refusing checkpoint step-0000000019: .*model\.safetensors: checksum mismatch, "
                      r"the file is corrupt or partial", log)
@@ -172,12 +166,12 @@ def test_corrupt_and_partial_checkpoints_are_refused_and_an_older_one_is_used(tm
 def test_no_verifying_checkpoint_is_a_clear_error(tmp_path):
     write_days(tmp_path / "data", days=1, files_per_day=1, rows_per_file=200)
     cfg = stream_config(batch_size=32)
-    train_stream(cfg, tmp_path / "data", tmp_path / "run", StreamOptions(checkpoint_every=3, keep=2))
+    train_stream(cfg, tmp_path / "data", tmp_path / "run", LoopOptions(checkpoint_every=3, keep=2))
     for _, path in recovery.step_checkpoints(tmp_path / "run"):
         _flip_byte(path / "model.safetensors")
     with pytest.raises(ckpt.CheckpointError, match=r"no checkpoint verifies:\n  .*step-0000000007/"
                        r"model\.safetensors: checksum mismatch"):
-        train_stream(cfg, tmp_path / "data", tmp_path / "run", StreamOptions(resume=True))
+        train_stream(cfg, tmp_path / "data", tmp_path / "run", LoopOptions(resume=True))
 
 
 def test_a_fresh_run_will_not_overwrite_a_run_with_checkpoints(tmp_path):
@@ -192,19 +186,19 @@ def test_resume_keeps_the_data_order_and_the_data(tmp_path):
     write_days(tmp_path / "data", days=1, files_per_day=2, rows_per_file=300)
     cfg = stream_config(batch_size=32)
     train_stream(cfg, tmp_path / "data", tmp_path / "full",
-                 StreamOptions(checkpoint_every=5, keep=100, shuffle_buffer=100))
+                 LoopOptions(checkpoint_every=5, keep=100, shuffle_buffer=100))
     _copy_checkpoint(tmp_path / "full", 10, tmp_path / "run")
     with pytest.raises(ConfigError, match="shuffle_buffer: the checkpoint was trained with 100, not 50"):
         train_stream(cfg, tmp_path / "data", tmp_path / "run",
-                     StreamOptions(resume=True, shuffle_buffer=50))
+                     LoopOptions(resume=True, shuffle_buffer=50))
     with pytest.raises(ConfigError, match="model: differs from the checkpoint's config"):
         train_stream(stream_config(batch_size=32, num_experts=4), tmp_path / "data",
-                     tmp_path / "run", StreamOptions(resume=True))
+                     tmp_path / "run", LoopOptions(resume=True))
     write_days(tmp_path / "more", days=1, files_per_day=3, rows_per_file=300)
     shutil.copy(tmp_path / "more" / "day=2024-03-01" / "part-2.parquet",
                 tmp_path / "data" / "day=2024-03-01" / "part-2.parquet")
     with pytest.raises(DataError, match="day 2024-03-01 changed since the checkpoint"):
-        train_stream(cfg, tmp_path / "data", tmp_path / "run", StreamOptions(resume=True))
+        train_stream(cfg, tmp_path / "data", tmp_path / "run", LoopOptions(resume=True))
 
 
 def _open_vocabulary_config():
@@ -225,7 +219,7 @@ def test_a_new_day_trains_warm_from_the_last_checkpoint(tmp_path):
     first = train_stream(cfg, tmp_path / "data", tmp_path / "run")
     shutil.copytree(tmp_path / "all" / "day=2024-03-02", tmp_path / "data" / "day=2024-03-02")
     lines = []
-    second = train_stream(cfg, tmp_path / "data", tmp_path / "run", StreamOptions(resume=True),
+    second = train_stream(cfg, tmp_path / "data", tmp_path / "run", LoopOptions(resume=True),
                           log=lines.append)
     assert (first.global_step, second.global_step) == (10, 20)
     assert [d["day"] for d in second.metrics["days"]] == ["2024-03-01", "2024-03-02"]
@@ -237,6 +231,6 @@ def test_a_new_day_trains_warm_from_the_last_checkpoint(tmp_path):
 def test_only_the_last_k_step_checkpoints_are_kept(tmp_path):
     write_days(tmp_path / "data", days=1, files_per_day=1, rows_per_file=320)
     train_stream(stream_config(batch_size=32), tmp_path / "data", tmp_path / "run",
-                 StreamOptions(checkpoint_every=2, keep=2))
+                 LoopOptions(checkpoint_every=2, keep=2))
     assert [s for s, _ in recovery.step_checkpoints(tmp_path / "run")] == [10, 8]
     assert (tmp_path / "run" / "LATEST").read_text().strip() == "checkpoints/step-0000000010"

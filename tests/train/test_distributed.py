@@ -1,5 +1,6 @@
 """Data-parallel training under torchrun: 2 processes reach the weights of 1 process with the same
-global batch, shards and seed (gloo on CPU, 127.0.0.1, a free port)."""
+global batch, shards and seed (gloo on CPU, 127.0.0.1, a free port), whatever the step computes:
+dense or sparse embedding gradients, the adversarial position head, bf16 autocast."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.streamdata import stream_config, write_config, write_days
+from tests.streamdata import write_config, write_days
 from watchnext.artifacts import checkpoint as ckpt
-from watchnext.train.streaming import StreamOptions, train_stream
+from watchnext.config import config_from_dict
+from watchnext.train.loop import LoopOptions
+from watchnext.train.streaming import train_stream
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,18 +41,21 @@ def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
                  "-m", "watchnext.train.commands", "train-stream", *args])
 
 
-def _compare(tmp_path: Path, sparse: bool) -> None:
+def _compare(tmp_path: Path, train: dict | None = None, bias: dict | None = None) -> None:
     # three files of 211 rows a day: shard boundaries fall inside files; batch 64 = 2 x 32
     write_days(tmp_path / "data", days=2, files_per_day=3, rows_per_file=211)
-    cfg = str(write_config(tmp_path / "config.json", batch_size=64))
-    two = _torchrun(2, cfg, "--out", str(tmp_path / "two"), "--data", str(tmp_path / "data"),
-                    "--shuffle-buffer", "100", "--checkpoint-every", "5", "--keep", "10",
-                    *(["--sparse"] if sparse else []))
+    raw = json.loads(write_config(tmp_path / "config.json", batch_size=64).read_text())
+    raw["train"].update(train or {})
+    raw["bias"].update(bias or {})
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    two = _torchrun(2, str(tmp_path / "config.json"), "--out", str(tmp_path / "two"), "--data",
+                    str(tmp_path / "data"), "--shuffle-buffer", "100", "--checkpoint-every", "5",
+                    "--keep", "10")
     assert two.returncode == 0, two.stdout + two.stderr
     threads = torch.get_num_threads()
     try:  # the one-process run, in this process: 2 shards, the same global batch of 64
-        train_stream(stream_config(batch_size=64), tmp_path / "data", tmp_path / "one",
-                     StreamOptions(shards=2, shuffle_buffer=100, checkpoint_every=5, sparse=sparse))
+        train_stream(config_from_dict(raw), tmp_path / "data", tmp_path / "one",
+                     LoopOptions(shards=2, shuffle_buffer=100, checkpoint_every=5))
     finally:
         torch.set_num_threads(threads)
 
@@ -70,12 +76,39 @@ def _compare(tmp_path: Path, sparse: bool) -> None:
 
 
 def test_two_processes_reach_the_weights_of_one_process_with_the_same_global_batch(tmp_path):
-    _compare(tmp_path, sparse=False)
+    _compare(tmp_path)
+
+
+def test_the_adversarial_arm_trains_under_torchrun_and_matches_one_process(tmp_path):
+    _compare(tmp_path, bias={"method": "adversarial", "device": ""})
+    weights = ckpt.read_checkpoint(tmp_path / "two")["weights"]
+    initial = ckpt.read_checkpoint(tmp_path / "two" / "checkpoints" / "step-0000000005")["weights"]
+    adversary = [name for name in weights if name.startswith("adversary.")]
+    assert adversary and all(not torch.equal(weights[n], initial[n]) for n in adversary)
 
 
 @pytest.mark.slow
 def test_sparse_embedding_gradients_all_reduce_to_the_same_weights(tmp_path):
-    _compare(tmp_path, sparse=True)
+    _compare(tmp_path, train={"sparse_embeddings": True})
+
+
+@pytest.mark.slow
+def test_bf16_under_torchrun_matches_one_process(tmp_path):
+    _compare(tmp_path, train={"precision": "bf16"})
+
+
+def test_compile_under_torchrun_is_refused_on_every_rank(tmp_path):
+    write_days(tmp_path / "data", days=1, files_per_day=1, rows_per_file=64)
+    raw = json.loads(write_config(tmp_path / "config.json").read_text())
+    raw["train"]["compile"] = True
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    out = _torchrun(2, str(tmp_path / "config.json"), "--data", str(tmp_path / "data"),
+                    "--out", str(tmp_path / "run"))
+    assert out.returncode != 0
+    for rank in (0, 1):
+        assert f"[rank {rank}] error: train.compile: not supported with several processes" \
+            in out.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Row-wise (sparse) embedding updates: RowWiseAdam against dense Adam, and the Trainer wiring.
+"""Row-wise (sparse) embedding updates: RowWiseAdam against dense Adam, and the step's wiring.
 
 RowWiseAdam is *lazy* Adam (as torch's SparseAdam): a row's moments and value change only at
 steps whose batch holds that row. Dense Adam also moves rows that are absent from the batch (their
@@ -11,8 +11,10 @@ import torch
 from torch import nn
 
 from watchnext.api import Ranker
-from watchnext.train.optim import CombinedOptimizer
+from watchnext.train.distributed import Distributed
+from watchnext.train.optim import CombinedOptimizer, make_optimizer
 from watchnext.train.rowwise import RowWiseAdam
+from watchnext.train.step import TrainStep
 
 
 def _pair(rows: int = 20, dim: int = 4):
@@ -57,17 +59,18 @@ def test_rows_in_every_batch_match_dense_adam_rows_that_skip_steps_stay_put():
     assert not torch.allclose(dense.weight[5], after_first[5])  # dense Adam: momentum moves it
 
 
-def test_trainer_steps_sparse_tables_row_wise(config, impressions):
-    ranker = Ranker(config.replace(train={"sparse_embeddings": True, "max_epochs": 1}))
+def test_the_step_updates_sparse_tables_row_wise(config, impressions):
+    config = config.replace(train={"sparse_embeddings": True, "max_epochs": 1})
+    ranker = Ranker(config)
     ranker._build(impressions)
     tables = [m for m in ranker.model.inputs.embeddings]
     assert all(t.sparse for t in tables)
-    optimizer = ranker.trainer.optimizer
-    assert isinstance(optimizer, CombinedOptimizer)
-    assert any(isinstance(o, RowWiseAdam) for o in optimizer.optimizers)
+    step = TrainStep(config, ranker.model, Distributed())
+    assert isinstance(step.optimizer, CombinedOptimizer)
+    assert [type(o) for o in step.optimizer.optimizers] == [torch.optim.Adam, RowWiseAdam]
     batch = ranker.encode(impressions).slice(0, 64)
     before = tables[1].weight.detach().clone()
-    ranker.trainer.train_step(batch)
+    step([batch], [0])
     seen = batch.categorical[:, 1].unique()
     unseen = torch.ones(len(before), dtype=torch.bool)
     unseen[seen] = False
@@ -97,12 +100,17 @@ def test_rowwise_adam_refuses_dense_gradients():
 def test_rowwise_state_survives_a_checkpoint_round_trip(config, impressions):
     from watchnext.artifacts import checkpoint as ckpt
 
-    ranker = Ranker(config.replace(train={"sparse_embeddings": True, "max_epochs": 1}))
-    ranker.fit(impressions)
-    saved = ckpt.optimizer_tensors(ranker.trainer.optimizer)
-    fresh = Ranker(config.replace(train={"sparse_embeddings": True, "max_epochs": 1}))
+    config = config.replace(train={"sparse_embeddings": True, "max_epochs": 1})
+    ranker = Ranker(config)
+    ranker._build(impressions)
+    step = TrainStep(config, ranker.model, Distributed())
+    step([ranker.encode(impressions).slice(0, 256)], [0])
+    saved = ckpt.optimizer_tensors(step.optimizer)
+    assert any(".exp_avg" in name for name in saved)
+    fresh = Ranker(config)
     fresh._build(impressions)
-    ckpt.load_optimizer_tensors(fresh.trainer.optimizer, saved)
-    again = ckpt.optimizer_tensors(fresh.trainer.optimizer)
+    optimizer = make_optimizer(fresh.model, config)
+    ckpt.load_optimizer_tensors(optimizer, saved)
+    again = ckpt.optimizer_tensors(optimizer)
     assert saved.keys() == again.keys()
     assert all(torch.equal(saved[k], again[k]) for k in saved)

@@ -18,8 +18,8 @@ def test_fit_stream_trains_and_predicts_like_the_saved_model(tmp_path):
             tmp_path / "data", tmp_path / "run", checkpoint_every=5, shuffle_buffer=64)
     finally:
         torch.set_num_threads(threads)
-    assert ranker.stream_metrics["global_step"] == 16
-    assert [d["rows_trained"] for d in ranker.stream_metrics["days"]] == [256, 256]
+    assert ranker.metrics["global_step"] == 16
+    assert [d["rows_trained"] for d in ranker.metrics["days"]] == [256, 256]
     table = pq.read_table(paths[0])
     predictions = ranker.predict(table)
     assert predictions.shape == (256, 2) and np.all((predictions > 0) & (predictions < 1))

@@ -1,5 +1,8 @@
 """Checkpoints: safetensors weights + JSON config, vocabularies and state; no pickle anywhere.
 
+There is no RNG file: training reseeds every step from its coordinates (train/step.py), so the
+data cursor in ``state.json`` is all the random state a resumed run needs.
+
 A checkpoint is a folder, built under a temporary name and renamed into place only when every
 file is written and fsynced, so a crash never leaves a half checkpoint under a real name.
 ``state.json`` records a SHA-256 of every other file; loading verifies them, so a corrupt or
@@ -41,12 +44,11 @@ def save_checkpoint(directory: str | Path, *, config: RunConfig, encoder_state: 
     files = {
         "config.json": json.dumps(config.to_dict(), indent=2).encode(),
         "encoder.json": json.dumps(encoder_state).encode(),
-        "model.safetensors": st_save({k: v.detach().contiguous() for k, v in
+        "model.safetensors": st_save({k: v.detach().cpu().contiguous() for k, v in
                                       model.state_dict().items()}),
     }
     if optimizer is not None:
         files["optimizer.safetensors"] = st_save(optimizer_tensors(optimizer))
-        files["rng.safetensors"] = st_save({"torch": torch.get_rng_state()})
     state = {**state, "sha256": {name: hashlib.sha256(data).hexdigest()
                                  for name, data in files.items()}}
     files["state.json"] = json.dumps(state, indent=2).encode()
@@ -108,7 +110,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         }
         if "optimizer.safetensors" in blobs:
             out["optimizer"] = st_load(blobs["optimizer.safetensors"])
-            out["rng"] = st_load(blobs["rng.safetensors"])
     except (SafetensorError, json.JSONDecodeError, KeyError) as exc:
         raise CheckpointError(f"{path}: unreadable checkpoint ({exc})") from exc
     return out
@@ -121,7 +122,7 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tenso
     for param_id, pstate in sd["state"].items():
         for key, value in pstate.items():
             tensor = value if torch.is_tensor(value) else torch.tensor(value)
-            out[f"state.{param_id}.{key}"] = tensor.detach().clone().contiguous()
+            out[f"state.{param_id}.{key}"] = tensor.detach().cpu().clone().contiguous()
     return out
 
 

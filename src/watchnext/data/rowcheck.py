@@ -2,10 +2,10 @@
 
 ``FeatureEncoder.validate`` stops at the first problem, which is right for a table in memory but
 not for ``--skip-bad-rows`` over billions of rows: that needs a mask of all bad rows and a count
-per reason. These checks mirror the encoder's (labels, numeric features, positions) and add one
-the encoder cannot make: a NaN stored in a label column is bad data here, while a null stays an
-absent label (e.g. an unanswered survey). Column presence and types are file-level problems,
-checked from Parquet footers in ``partitions``.
+per reason. These checks mirror the encoder's (labels, numeric features, positions) exactly, so a
+table and a day on disk accept the same rows. A label that is null *or* NaN is an absent label
+(e.g. an unanswered survey), masked out of its task's loss, in both paths. Column presence and
+types are file-level problems, checked from Parquet footers in ``partitions``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from watchnext.config import FeatureSpec, RunConfig, TaskSpec
 from watchnext.data import expressions
@@ -25,7 +24,6 @@ from watchnext.data.errors import DataError
 from watchnext.data.io import where
 
 REASONS = {
-    "nan_label": "label is NaN",
     "label_out_of_range": "label out of range or not finite",
     "bad_numeric": "numeric feature null, not finite or negative under log1p",
     "bad_position": "position not an integer >= 1",
@@ -84,34 +82,19 @@ def check_rows(config: RunConfig, table: pa.Table) -> RowCheck:
     return check
 
 
-def _is_nan_value(table: pa.Table, column: str) -> np.ndarray:
-    data = table[column]
-    if not pa.types.is_floating(data.type):
-        return np.zeros(table.num_rows, bool)
-    return pc.fill_null(pc.is_nan(data), False).to_numpy(zero_copy_only=False)
-
-
-def _is_null(table: pa.Table, column: str) -> np.ndarray:
-    return pc.is_null(table[column]).to_numpy(zero_copy_only=False)
-
-
 def _label_problems(table: pa.Table, task: TaskSpec) -> list[_Problem]:
     inputs = sorted(expressions.columns(task.label))
     context = f"tasks {task.name!r}"
     values = expressions.evaluate(task.label, lambda c: _floats(table, c, context))
-    null = np.zeros(table.num_rows, bool)
-    nan = np.zeros(table.num_rows, bool)
+    absent = np.zeros(table.num_rows, bool)  # null or NaN in an input: the encoder's rule
     for c in inputs:
-        null |= _is_null(table, c)
-        nan |= _is_nan_value(table, c)
+        absent |= np.isnan(_floats(table, c, context))
     column = inputs[0] if len(inputs) == 1 else task.label
-    bad = ~null & ~nan & ~np.isfinite(values)
+    bad = ~absent & ~np.isfinite(values)
     if task.type == "binary":
-        bad |= ~null & ~nan & np.isfinite(values) & ~np.isin(values, (0.0, 1.0))
+        bad |= ~absent & np.isfinite(values) & ~np.isin(values, (0.0, 1.0))
     expected = "0 or 1" if task.type == "binary" else "a finite number"
     return [
-        _Problem("nan_label", column, nan & ~null,
-                 lambda _i: f"label for task {task.name!r} is NaN (write null for an absent label)"),
         _Problem("label_out_of_range", column, bad,
                  lambda i: f"label for task {task.name!r} is {float(values[i]):g}, "
                            f"expected {expected}"),

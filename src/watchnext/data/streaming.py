@@ -248,7 +248,7 @@ def needed_columns(config: RunConfig) -> list[str]:
 class ShardCursor:
     """Where a shard's stream starts: pass ``epoch`` over ``day``, at ``step``."""
 
-    day: DayPartition
+    day: Day
     day_seed: int
     epoch: int
     step: int
@@ -263,6 +263,30 @@ class StepPart:
     skipped: Counter
 
 
+@dataclass(frozen=True)
+class TableDay:
+    """A day held in memory, already encoded: the in-memory twin of a ``DayPartition``.
+
+    Its rows are numbered 0..N-1 like a day's files, so ``StreamLayout`` cuts it into the same
+    shards, windows and steps, and ``shard_steps`` permutes it with the same seeds: the same rows
+    train the same model whether they come from a table or from Parquet on disk.
+    """
+
+    name: str
+    ordinal: int
+    batch: Batch
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.batch)
+
+    def fingerprint(self) -> str:
+        return f"{self.num_rows} rows"
+
+
+Day = DayPartition | TableDay
+
+
 def shard_steps(encoder: FeatureEncoder, layout: StreamLayout, shard: int, cursor: ShardCursor,
                 seed: int, skip_bad: bool) -> Iterator[StepPart]:
     """The shard's minibatch for every step of the pass, from ``cursor.step`` to the day's end.
@@ -270,30 +294,41 @@ def shard_steps(encoder: FeatureEncoder, layout: StreamLayout, shard: int, curso
     Seeks directly: the window holding ``cursor.step`` is found from row counts, read, permuted
     exactly as in an uninterrupted run, and its earlier parts are skipped without training.
     """
-    day, config = cursor.day, encoder.config
+    day = cursor.day
     spans = layout.windows(day, shard)
     parts = [layout.parts(b - a) for a, b in spans]
     ends = np.cumsum(parts)
     total = layout.steps(day)
     first = int(np.searchsorted(ends, cursor.step, side="right"))
     step = cursor.step
-    columns = needed_columns(config)
-    for window in windows(day, layout, shard, columns, skip_bad, first_window=first):
-        skipped = Skipped()
-        table = window_table(window, config, skip_bad, skipped)
-        batch = encoder.transform(table) if table is not None else empty_batch(encoder)
-        rng = np.random.default_rng([seed, cursor.day_seed, cursor.epoch, shard, window.index])
+    for index, batch, skipped in _window_batches(encoder, layout, day, shard, first, skip_bad):
+        rng = np.random.default_rng([seed, cursor.day_seed, cursor.epoch, shard, index])
         order = rng.permutation(len(batch))
-        window_first = int(ends[window.index] - parts[window.index])
-        for k, index in enumerate(np.array_split(order, parts[window.index])):
+        window_first = int(ends[index] - parts[index])
+        for k, rows in enumerate(np.array_split(order, parts[index])):
             if window_first + k >= step:
-                counted = skipped.rows if k == 0 else Counter()
-                yield StepPart(batch.select(torch.from_numpy(index)), counted)
+                counted = skipped if k == 0 else Counter()
+                yield StepPart(batch.select(torch.from_numpy(rows)), counted)
                 step += 1
     empty = empty_batch(encoder)
     while step < total:
         yield StepPart(empty, Counter())
         step += 1
+
+
+def _window_batches(encoder: FeatureEncoder, layout: StreamLayout, day: Day, shard: int,
+                    first: int, skip_bad: bool) -> Iterator[tuple[int, Batch, Counter]]:
+    """(window index, its encoded rows, bad rows dropped from it) from window ``first`` on."""
+    if isinstance(day, TableDay):
+        for index, (a, b) in enumerate(layout.windows(day, shard)[first:], start=first):
+            yield index, day.batch.slice(a, b), Counter()
+        return
+    columns = needed_columns(encoder.config)
+    for window in windows(day, layout, shard, columns, skip_bad, first_window=first):
+        skipped = Skipped()
+        table = window_table(window, encoder.config, skip_bad, skipped)
+        batch = encoder.transform(table) if table is not None else empty_batch(encoder)
+        yield window.index, batch, skipped.rows
 
 
 def prefetch(items: Iterator, depth: int = 2) -> Iterator:

@@ -17,7 +17,8 @@ import typer
 from watchnext.artifacts.checkpoint import CheckpointError
 from watchnext.config import ConfigError, load_config
 from watchnext.data.errors import DataError
-from watchnext.train.streaming import StreamOptions, train_stream
+from watchnext.train.loop import LoopOptions
+from watchnext.train.streaming import train_stream
 
 
 def register(app: typer.Typer) -> None:
@@ -43,20 +44,16 @@ def train_stream_command(
         min=1, help="Rows per shard shuffled together (default 100000).")] = None,
     epochs_per_day: Annotated[int | None, typer.Option(min=1, help="Passes over each day "
                                                        "(default 1).")] = None,
-    sparse: Annotated[bool | None, typer.Option(
-        "--sparse/--dense", help="Sparse embedding gradients (SparseAdam); default: train.sparse_embeddings.",
-        show_default=False)] = None,
     valid: Annotated[Path | None, typer.Option(
         help="Validation file or folder, evaluated after each day.")] = None,
     quiet: Annotated[bool, typer.Option(help="No log lines.")] = False,
 ) -> None:
     """Stream day partitions from disk and train (one process, or many under torchrun)."""
-    options = StreamOptions(
+    options = LoopOptions(
         resume=resume, skip_bad_rows=skip_bad_rows, checkpoint_every=checkpoint_every, keep=keep,
-        shards=shards, shuffle_buffer=shuffle_buffer, epochs_per_day=epochs_per_day, sparse=sparse,
-        valid=str(valid) if valid else None)
+        shards=shards, shuffle_buffer=shuffle_buffer, epochs_per_day=epochs_per_day)
     try:
-        result = train_stream(load_config(config), data, out, options,
+        result = train_stream(load_config(config), data, out, options, valid,
                               log=None if quiet else _echo)
     except (ConfigError, DataError, CheckpointError, FileNotFoundError) as exc:
         rank = os.environ.get("RANK")

@@ -1,8 +1,9 @@
-"""torch.distributed for data-parallel training launched by ``torchrun``: gloo on CPU, nccl on GPU.
+"""The training device, and torch.distributed for data-parallel runs launched by ``torchrun``.
 
-``Distributed.from_env()`` reads the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK,
+``Distributed.from_env(device)`` reads the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK,
 MASTER_ADDR/PORT); without them, or with one process, it is a no-op context and the same code
-runs as a plain single process. Only tensors and JSON bytes cross the wire: no pickled objects.
+runs as a plain single process. gloo on CPU, nccl on CUDA. Only tensors and JSON bytes cross the
+wire: no pickled objects.
 """
 
 from __future__ import annotations
@@ -16,6 +17,21 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
+from watchnext.config import ConfigError
+
+
+def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
+    """``train.device``: ``"auto"`` is CUDA when a GPU is visible, else the CPU; ``"cuda"`` without
+    a GPU is refused rather than silently trained on the CPU. Process ``local_rank`` of a
+    machine gets GPU ``local_rank``."""
+    cuda = torch.cuda.is_available()
+    if setting == "cuda" and not cuda:
+        raise ConfigError("train.device: 'cuda', but torch sees no CUDA device "
+                          "(use 'auto' or 'cpu')")
+    if setting == "cpu" or not cuda:
+        return torch.device("cpu")
+    return torch.device(f"cuda:{local_rank}")
 
 
 @dataclass
@@ -37,21 +53,22 @@ class Distributed:
         return self.world > 1
 
     @classmethod
-    def from_env(cls, timeout_minutes: float = 30.0) -> Distributed:
-        """Join the process group torchrun described, or run alone when there is none."""
+    def from_env(cls, device: str = "auto", timeout_minutes: float = 30.0) -> Distributed:
+        """Join the process group torchrun described, or run alone when there is none;
+        ``device`` is ``train.device``."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        cuda = torch.cuda.is_available()
-        device = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
+        place = resolve_device(device, local_rank)
+        cuda = place.type == "cuda"
         if cuda:
-            torch.cuda.set_device(device)
+            torch.cuda.set_device(place)
         if world <= 1:
-            return cls(device=device)
+            return cls(device=place)
         owns = not dist.is_initialized()
         if owns:
             dist.init_process_group("nccl" if cuda else "gloo",
                                     timeout=datetime.timedelta(minutes=timeout_minutes))
-        return cls(dist.get_rank(), dist.get_world_size(), local_rank, device, owns)
+        return cls(dist.get_rank(), dist.get_world_size(), local_rank, place, owns)
 
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():

@@ -1,10 +1,11 @@
-"""Optimisers for streamed training: Adam, or Adam + SparseAdam when embeddings are sparse.
+"""The one optimiser builder: Adam, plus row-wise Adam on the id tables when they are sparse.
 
-With ``sparse`` embeddings a step touches only the id rows in the batch: the gradient of a
+With ``train.sparse_embeddings`` a step touches only the id rows in the batch: the gradient of a
 million-row table is a few thousand rows, which is what makes large id spaces trainable and
 what DDP then all-reduces. ``torch.optim.Adam`` refuses sparse gradients, so the embedding tables
-get ``SparseAdam`` (lazy Adam: moments of untouched rows do not decay) and everything else Adam.
-``CombinedOptimizer`` presents both as one optimiser, so a checkpoint stores one state.
+get ``RowWiseAdam`` (lazy Adam, as ``SparseAdam`` but without its whole-table passes; see
+rowwise.py) and everything else Adam. ``CombinedOptimizer`` presents both as one optimiser, so a
+checkpoint stores one state.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from watchnext.config import ConfigError, RunConfig
+from watchnext.train.rowwise import RowWiseAdam
 
 
 class CombinedOptimizer:
@@ -45,8 +47,6 @@ class CombinedOptimizer:
         for opt in self.optimizers:
             n = _num_params(opt)
             own = {pid - offset: s for pid, s in state_dict["state"].items() if offset <= pid < offset + n}
-            if isinstance(opt, torch.optim.SparseAdam):  # its step count is a Python int, not a tensor
-                own = {pid: {**s, "step": int(s["step"])} for pid, s in own.items()}
             opt.load_state_dict({"state": own, "param_groups": opt.state_dict()["param_groups"]})
             offset += n
 
@@ -62,7 +62,7 @@ def sparse_tables(model: nn.Module) -> list[nn.Parameter]:
 
 
 def make_optimizer(model: nn.Module, config: RunConfig,
-                   table_optimizer: type[torch.optim.Optimizer] = torch.optim.SparseAdam
+                   table_optimizer: type[torch.optim.Optimizer] = RowWiseAdam
                    ) -> CombinedOptimizer:
     """Adam over the dense parameters, ``table_optimizer`` over the sparse embedding tables."""
     t = config.train

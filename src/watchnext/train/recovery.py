@@ -1,10 +1,11 @@
-"""Recovering a run: keep the last K step checkpoints, resume from the newest one that verifies.
+"""The run's one checkpoint scheme: ``checkpoints/step-N`` + ``LATEST``, last K kept, verified.
 
 Checkpoints are written atomically (``checkpoint.save_checkpoint``), so a killed writer leaves only
 a hidden temporary folder; but disks still flip bits and people still copy half a folder. Every
 checkpoint is verified against its SHA-256 list on load; one that fails is refused with the
 reason logged, and the next older one is tried, so one bad checkpoint costs at most
-``checkpoint_every`` steps of work instead of the run.
+``checkpoint_every`` steps of work instead of the run. ``check_resume`` and ``check_data_order``
+are the one resume check: what a resumed run may not change.
 """
 
 from __future__ import annotations
@@ -16,9 +17,45 @@ from pathlib import Path
 from typing import Any
 
 from watchnext.artifacts import checkpoint as ckpt
+from watchnext.config import ConfigError, RunConfig
 
 CHECKPOINTS = "checkpoints"
 _STEP = re.compile(r"^step-(\d+)$")
+SAME_SECTIONS = ("features", "tasks", "bias", "model")
+SAME_TRAIN_KEYS = ("learning_rate", "weight_decay", "batch_size", "seed", "sparse_embeddings",
+                   "precision")
+
+
+def check_resume(saved: RunConfig, given: RunConfig) -> None:
+    """A resumed run must train the model it started: same features, tasks, bias, model, and the
+    training keys that change what a step computes."""
+    a, b = saved.to_dict(), given.to_dict()
+    for section in SAME_SECTIONS:
+        if a[section] != b[section]:
+            raise ConfigError(f"{section}: differs from the checkpoint's config; resume with the "
+                              "config the run started with")
+    for key in SAME_TRAIN_KEYS:
+        if a["train"][key] != b["train"][key]:
+            raise ConfigError(f"train.{key}: the checkpoint used {a['train'][key]!r}, the config "
+                              f"says {b['train'][key]!r}")
+
+
+def check_data_order(saved: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """Options that fix the row order (``None``: not given) must match the checkpoint's."""
+    for key, value in wanted.items():
+        if value is not None and value != saved[key]:
+            raise ConfigError(f"{key}: the checkpoint was trained with {saved[key]!r}, not "
+                              f"{value!r}; a resumed run keeps the data order it started with")
+
+
+def save(run_dir: str | Path, step: int, keep: int, **checkpoint: Any) -> Path:
+    """Write checkpoint ``step-N`` (``save_checkpoint``'s arguments), point LATEST at it, and
+    delete all but the newest ``keep``."""
+    path = step_dir(run_dir, step)
+    ckpt.save_checkpoint(path, **checkpoint)
+    ckpt.mark_latest(run_dir, Path(CHECKPOINTS) / path.name)
+    prune(run_dir, keep)
+    return path
 
 
 def step_dir(run_dir: str | Path, step: int) -> Path:

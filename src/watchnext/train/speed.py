@@ -1,9 +1,9 @@
 """Process-level speed settings for training, each measured in docs/performance.md.
 
 - ``autocast``: ``train.precision = "bf16"`` runs the forward pass under bfloat16 autocast;
-  weights and optimiser state stay fp32 (master weights) and the losses are computed in fp32. It
-  pays only on CPUs with a bf16 matrix path (AVX512-BF16 or AMX): elsewhere PyTorch emulates bf16
-  matmuls and they run far slower.
+  weights and optimiser state stay fp32 (master weights) and the losses are computed in fp32. On
+  a CPU it pays only with a bf16 matrix path (AVX512-BF16 or AMX): elsewhere PyTorch emulates
+  bf16 matmuls and they run far slower.
 - ``retain_freed_memory``: ``train.retain_freed_memory`` keeps freed heap memory for reuse.
 """
 
@@ -21,10 +21,10 @@ M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
 _LARGEST_TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int
 
 
-def autocast(precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CPU for ``"bf16"``; a no-op for ``"fp32"``."""
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` (CPU or CUDA) for ``"bf16"``; a no-op for ``"fp32"``."""
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
