@@ -339,7 +339,10 @@ class _StreamRun:
                 out = self.net(batch)
                 losses = per_task_losses(out.logits, batch.labels, self.model.is_binary)
                 share = losses * (present[i] / counts).to(losses.dtype)
-                (weighted_total(share, self.weights) * group.world).backward()
+                total = weighted_total(share, self.weights) * group.world
+                if i == len(batches) - 1:  # once per step; DDP averages it over the ranks
+                    total = total + self.model.penalty()
+                total.backward()
             acc[:n_tasks] += share.detach().to("cpu", torch.float64)
             acc[n_tasks] += len(batch)
             for reason, n in parts[i].skipped.items():

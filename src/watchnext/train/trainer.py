@@ -22,8 +22,8 @@ from watchnext.data.batch import Batch, iterate
 from watchnext.data.encoder import FeatureEncoder
 from watchnext.model.adversarial import position_loss
 from watchnext.model.ranker import MultitaskRanker
-from watchnext.train.losses import per_task_losses, weighted_total
-from watchnext.train.optim import make_optimizer, sparse_tables
+from watchnext.train.losses import early_stopping_loss, per_task_losses, weighted_total
+from watchnext.train.optim import make_optimizer
 from watchnext.train.rowwise import RowWiseAdam
 from watchnext.train.speed import apply_process_settings, autocast
 
@@ -45,11 +45,8 @@ class Trainer:
         self.config, self.encoder, self.model = config, encoder, model
         self.log = log or (lambda _msg: None)
         t = config.train
-        if sparse_tables(model):  # row-wise: a step touches only the id rows in the batch
-            self.optimizer = make_optimizer(model, config, RowWiseAdam)
-        else:
-            self.optimizer = torch.optim.Adam(model.parameters(), lr=t.learning_rate,
-                                              weight_decay=t.weight_decay)
+        # sparse id tables: row-wise Adam, a step touches only the id rows in the batch
+        self.optimizer = make_optimizer(model, config, RowWiseAdam)
         self.loss_weights = torch.tensor([task.loss_weight for task in config.tasks])
         self._forward = torch.compile(model) if t.compile else model  # training forward only
         self.step = 0
@@ -66,9 +63,9 @@ class Trainer:
                 history.best_epoch = epoch
                 continue
             history.valid.append(self.evaluate_losses(valid))
-            total = history.valid[-1]["total"]
+            total = early_stopping_loss(history.valid[-1], self.config)
             self.log(f"epoch {epoch + 1}: train {history.train[-1]['total']:.4f} "
-                     f"valid {total:.4f}")
+                     f"valid {total:.4f} ({t.early_stopping})")
             if total < best_loss - 1e-5:
                 best_loss, waited, history.best_epoch = total, 0, epoch
                 best_state = self._snapshot()
@@ -97,7 +94,7 @@ class Trainer:
         with autocast(self.config.train.precision):
             out = self._forward(mb)
         losses = per_task_losses(out.logits.float(), mb.labels, self.model.is_binary)
-        total = weighted_total(losses, self.loss_weights)
+        total = weighted_total(losses, self.loss_weights) + self.model.penalty()
         if out.position_logits is not None:
             total = total + position_loss(out.position_logits.float(), mb.position)
         self.optimizer.zero_grad(set_to_none=True)
