@@ -12,8 +12,9 @@ Scenarios (each world seed gets its own world and logs; every arm trains on the 
                  relevance the logging policy sorted on go together
 
 Arms: ``tower`` is ``sim_ranker.toml`` as shipped (the default config); ``paper`` is the paper's
-mechanism as main had it (10% plain position dropout; ``bias.missing = "dropout"``); ``no_tower``
-has no bias features (default scenario only, for the NDCG comparison).
+mechanism (10% plain position dropout, ``bias.missing = "dropout"``), all else default;
+``no_tower`` has no bias features (default scenario only, for the NDCG comparison). ``ABLATIONS``
+change one setting of the default each (``--arms``, default scenario only).
 
 The truth a tower is compared with is the *additive-logit* curve: the best
 ``c[device][position] + h(appeal)`` description of the world's multiplicative click model
@@ -58,8 +59,19 @@ ARMS: dict[str, dict[str, Any]] = {  # name: overrides of sim_ranker.toml
     "paper": {"bias": {"missing": "dropout", "position_dropout": 0.1}},
     "no_tower": {"bias": {"position": "", "device": ""}},
 }
+ABLATIONS: dict[str, dict[str, Any]] = {  # one setting of the default changed (--arms; default world)
+    "dropout_0.3": {"bias": {"missing": "dropout", "position_dropout": 0.3}},
+    "no_smoothness": {"bias": {"smoothness": 0.0}},
+    "smooth_from_1": {"bias": {"smooth_from": 1}},
+    "tower_rate_1x": {"bias": {"learning_rate_scale": 1.0}},
+    "stop_on_total": {"train": {"early_stopping": "total"}},
+    "user_id": {"features": "+user_id", "train": {"table_weight_decay": 1e-4}},
+}
+ARMS |= ABLATIONS
 SCENARIO_ARMS = {"default": ("tower", "paper", "no_tower"), "no_effect": ("tower", "paper"),
                  "confounded": ("tower", "paper")}
+ALLOWED_ARMS = {"default": (*SCENARIO_ARMS["default"], *ABLATIONS),
+                "no_effect": SCENARIO_ARMS["no_effect"], "confounded": SCENARIO_ARMS["confounded"]}
 TRUTH_BINS = 200
 
 
@@ -100,15 +112,18 @@ def simulate(world: World, policy: str, epsilon: float, days: int, requests: int
                 np.concatenate(position), np.concatenate(p_click))
 
 
-def additive_truth(world: World, data: Logs) -> np.ndarray:
+def additive_truth(world: World, data: Logs, appeal: np.ndarray | None = None) -> np.ndarray:
     """``c[device][position]`` ``[D, slots]``, relative to position 1, of the best additive fit.
 
     Minimises the expected log loss of ``sigmoid(c[d][p] + h[bin(appeal)])`` against the exact
     click probability ``exam[d][p] * appeal`` over the logged rows. The loss is linear in the
-    target, so rows are summed per (device, position, appeal bin) cell first.
+    target, so rows are summed per (device, position, appeal bin) cell first. ``appeal`` replaces
+    the true appeal as what ``h`` may depend on (e.g. a model's own click estimate: the best
+    additive curve for a relevance model that knows only that).
     """
     slots, n_dev = world.config.slots, len(world.config.devices)
-    logit = np.log(data.p_click) - np.log1p(-data.p_click)
+    p = data.p_click if appeal is None else appeal
+    logit = np.log(p) - np.log1p(-p)
     edges = np.quantile(logit, np.linspace(0, 1, TRUTH_BINS + 1)[1:-1])
     cell = (data.device * slots + data.position - 1) * TRUTH_BINS + np.digitize(logit, edges)
     size = n_dev * slots * TRUTH_BINS
@@ -150,6 +165,16 @@ def learned_curves(ranker: Ranker, world: World) -> np.ndarray | None:
     return curve - curve[:, :1]
 
 
+def achievable(ranker: Ranker, world: World, data: Logs, curve: np.ndarray) -> dict[str, Any]:
+    """The learned curve against the best additive curve for this model's relevance estimate:
+    the truth with ``h`` a function of the main model's serving click prediction, not of the
+    true appeal. What is left between the two truths is relevance the model cannot see."""
+    click = ranker.config.task_names.index("click")
+    estimate = np.clip(ranker.predict(data.train)[:, click], 1e-6, 1 - 1e-6)
+    target = additive_truth(world, data, estimate)
+    return compare(curve, target) | {"truth": [[round(float(v), 3) for v in t] for t in target]}
+
+
 def compare(learned: np.ndarray, truth: np.ndarray) -> dict[str, list[float]]:
     return {"max_abs_error": [float(np.abs(a - b).max()) for a, b in zip(learned, truth, strict=True)],
             "spearman": [measure.spearman(a, b) if np.ptp(b) > 0 else float("nan")
@@ -158,7 +183,10 @@ def compare(learned: np.ndarray, truth: np.ndarray) -> dict[str, list[float]]:
 
 
 def train(base: RunConfig, arm: str, data: Logs, seed: int, max_epochs: int | None) -> Ranker:
-    overrides = {k: dict(v) if isinstance(v, dict) else v for k, v in ARMS[arm].items()}
+    overrides = {k: dict(v) for k, v in ARMS[arm].items() if k != "features"}
+    if ARMS[arm].get("features") == "+user_id":  # a per-user embedding beside the shipped features
+        overrides["features"] = [*base.to_dict()["features"],
+                                 {"name": "user_id", "kind": "categorical", "embedding_dim": 8}]
     overrides["train"] = {**overrides.get("train", {}), "seed": seed, "progress": False,
                           "threads": 1}
     if max_epochs:
@@ -184,7 +212,7 @@ def run_cell(scenario: str, world_seed: int, train_seeds: list[int], args: argpa
     out = []
     for seed in train_seeds:
         for arm in args.arms or SCENARIO_ARMS[scenario]:
-            if arm not in SCENARIO_ARMS[scenario]:
+            if arm not in ALLOWED_ARMS[scenario]:
                 continue
             started = time.perf_counter()
             ranker = train(base, arm, data, seed, args.max_epochs)
@@ -195,6 +223,8 @@ def run_cell(scenario: str, world_seed: int, train_seeds: list[int], args: argpa
             if curve is not None:
                 row |= compare(curve, truth)
                 row["truth"] = [[round(float(v), 3) for v in t] for t in truth]
+                if effect and args.achievable:
+                    row["achievable"] = achievable(ranker, world, data, curve)
             if scenario == "default":
                 row["ndcg"] = ndcg(ranker, world, args.eval_requests, args.days + 1)
             row["seconds"] = round(time.perf_counter() - started, 1)
@@ -225,7 +255,7 @@ def interval(diffs: list[float]) -> dict[str, float]:
 def summarise(rows: list[dict[str, Any]], devices: list[str]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for scenario in SCENARIOS:
-        for arm in ("tower", "paper"):
+        for arm in [a for a in ARMS if a != "no_tower"]:
             cell = [r for r in rows if r["scenario"] == scenario and r["arm"] == arm]
             if not cell:
                 continue
@@ -240,7 +270,7 @@ def summarise(rows: list[dict[str, Any]], devices: list[str]) -> dict[str, Any]:
             }
     base = {(r["world_seed"], r["train_seed"]): r["ndcg"] for r in rows
             if r["scenario"] == "default" and r["arm"] == "no_tower"}
-    for arm in ("tower", "paper"):
+    for arm in [a for a in ARMS if a != "no_tower"]:
         diffs = [r["ndcg"] - base[(r["world_seed"], r["train_seed"])] for r in rows
                  if r["scenario"] == "default" and r["arm"] == arm
                  and (r["world_seed"], r["train_seed"]) in base]
@@ -285,6 +315,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, help="requests per logged day")
     parser.add_argument("--eval-requests", type=int, default=5000)
     parser.add_argument("--max-epochs", type=int, help="override train.max_epochs")
+    parser.add_argument("--achievable", action="store_true",
+                        help="also compare with the best additive curve given the model's own "
+                             "relevance estimate (a diagnostic)")
     parser.add_argument("--out", type=Path, help="write every run and the summary as JSON")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -87,6 +87,7 @@ def test_round_trip_through_dict(config):
     ({"smoothness": -1.0}, "bias.smoothness", ">= 0"),
     ({"smoothness": "high"}, "bias.smoothness", "expected float"),
     ({"learning_rate_scale": 0.0}, "bias.learning_rate_scale", "> 0"),
+    ({"smooth_from": 0}, "bias.smooth_from", "> 0"),
 ])
 def test_shallow_tower_settings_are_validated(bias, key, message):
     raw = _broken(lambda r: r["bias"].update(bias))

@@ -74,7 +74,8 @@ class BiasSpec:
     ``missing`` is how the serving (position unknown) value is learned: ``"exposure_mean"``
     derives it from the per-position values, ``"dropout"`` (the paper) hides the position of a
     share ``position_dropout`` of training rows. ``smoothness`` weighs the tower's roughness
-    across positions in the loss; ``learning_rate_scale`` multiplies ``train.learning_rate`` for
+    across positions (from the step after position ``smooth_from``) in the loss;
+    ``learning_rate_scale`` multiplies ``train.learning_rate`` for
     the tower's parameters. docs/debiasing.md measures each.
     """
 
@@ -84,6 +85,7 @@ class BiasSpec:
     missing: Literal["exposure_mean", "dropout"] = "exposure_mean"
     position_dropout: float = 0.0
     smoothness: float = 0.003
+    smooth_from: int = 2
     learning_rate_scale: float = 10.0
     embedding_dim: int = 8
     hidden_units: tuple[int, ...] = (16,)
@@ -356,6 +358,7 @@ def _validate_bias(b: BiasSpec) -> None:
         raise ConfigError("bias.position_dropout: only used with bias.missing = 'dropout'; "
                           f"set it to 0 with bias.missing = {b.missing!r}")
     _positive(b.smoothness, "bias.smoothness", zero_ok=True)
+    _positive(b.smooth_from, "bias.smooth_from")
     _positive(b.learning_rate_scale, "bias.learning_rate_scale")
     _positive(b.embedding_dim, "bias.embedding_dim")
     for i, u in enumerate(b.hidden_units):

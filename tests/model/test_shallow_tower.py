@@ -82,8 +82,9 @@ def test_tower_starts_flat():
     assert torch.count_nonzero(tower.bias_table()) == 0
 
 
-def _with_table(values: torch.Tensor) -> ShallowTower:
-    tower = ShallowTower(max_position=len(values), num_devices=1, num_outputs=1)
+def _with_table(values: torch.Tensor, smooth_from: int = 2) -> ShallowTower:
+    tower = ShallowTower(max_position=len(values), num_devices=1, num_outputs=1,
+                         smooth_from=smooth_from)
     full = torch.cat([values.mean().view(1), values]).view(-1, 1, 1)
     tower.table = lambda: full  # the curve under test instead of the MLP's
     return tower
@@ -97,6 +98,14 @@ def test_roughness_is_zero_for_a_power_law_and_grows_with_a_bump():
     bumped[5] += 0.3
     small, large = _with_table(power_law + 0.1 * (bumped - power_law)), _with_table(bumped)
     assert 0 < small.roughness().item() < large.roughness().item()
+
+
+def test_first_step_is_free_from_smooth_from_2():
+    p = torch.arange(1, 11, dtype=torch.float32)
+    steeper_top = -0.9 * torch.log(p)
+    steeper_top[0] += 0.4  # position 1 further above the rest than the power law says
+    assert _with_table(steeper_top).roughness().item() == pytest.approx(0.0, abs=1e-8)
+    assert _with_table(steeper_top, smooth_from=1).roughness().item() > 0.1
 
 
 def test_penalty_is_smoothness_times_roughness_and_trains_the_tower_only(config, impressions):

@@ -65,7 +65,7 @@ class MultitaskRanker(nn.Module):
             b = config.bias
             self.shallow_tower = ShallowTower(b.max_position, encoder.num_devices,
                                               len(engagement), b.embedding_dim, b.hidden_units,
-                                              b.missing, b.position_dropout)
+                                              b.missing, b.position_dropout, b.smooth_from)
         self.smoothness = config.bias.smoothness
 
         self.adversary: PositionAdversary | None = None

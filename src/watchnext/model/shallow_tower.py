@@ -21,8 +21,9 @@ replaced by missing, and ``b(missing, d)`` is a learned value like any other pos
 
 The output layer starts at zero, so the curve starts flat: bias is learned only where the clicks
 show it, never left over from a random initialisation. ``roughness`` measures how far the curve
-bends in log-position (zero for a power law ``exam ~ p^-a``); the ranker adds it to the loss,
-weighted by ``bias.smoothness``, so neighbouring slots with few clicks borrow strength.
+bends in log-position (zero for a power law ``exam ~ p^-a``) from position ``bias.smooth_from``
+on; the ranker adds it to the loss, weighted by ``bias.smoothness``, so neighbouring slots with
+few clicks borrow strength.
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ MISSING_MODES = ("exposure_mean", "dropout")
 class ShallowTower(nn.Module):
     def __init__(self, max_position: int, num_devices: int, num_outputs: int,
                  embedding_dim: int = 8, hidden_units: tuple[int, ...] = (16,),
-                 missing: str = "exposure_mean", position_dropout: float = 0.0):
+                 missing: str = "exposure_mean", position_dropout: float = 0.0,
+                 smooth_from: int = 2):
         super().__init__()
         if missing not in MISSING_MODES:
             raise ValueError(f"missing: {missing!r} is not one of {', '.join(MISSING_MODES)}")
         self.num_positions, self.num_devices = max_position + 1, num_devices
         self.missing, self.position_dropout = missing, position_dropout
+        self.smooth_from = smooth_from
         self.position_embedding = nn.Embedding(self.num_positions, embedding_dim)
         self.device_embedding = nn.Embedding(num_devices, embedding_dim)
         self.cross_embedding = nn.Embedding(self.num_positions * num_devices, embedding_dim)
@@ -88,9 +91,11 @@ class ShallowTower(nn.Module):
 
     def roughness(self) -> torch.Tensor:
         """Sum over devices and outputs of squared changes of the slope in log-position,
-        ``((b[p+2] - b[p+1]) / log((p+2)/(p+1)) - (b[p+1] - b[p]) / log((p+1)/p))^2``."""
+        ``((b[p+2] - b[p+1]) / log((p+2)/(p+1)) - (b[p+1] - b[p]) / log((p+1)/p))^2`` for
+        p >= ``smooth_from``. From 2 (default) the first step is free: the top slots have the
+        most clicks, and there the additive curve bends away from a power law the most."""
         slope = torch.diff(self.table()[1:], dim=0) / self.log_gap.view(-1, 1, 1)
-        return torch.diff(slope, dim=0).pow(2).sum()
+        return torch.diff(slope[self.smooth_from - 1:], dim=0).pow(2).sum()
 
     @torch.no_grad()
     def bias_table(self) -> torch.Tensor:
