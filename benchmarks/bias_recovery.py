@@ -62,7 +62,7 @@ ARMS: dict[str, dict[str, Any]] = {  # name: overrides of sim_ranker.toml
 ABLATIONS: dict[str, dict[str, Any]] = {  # one setting of the default changed (--arms; default world)
     "dropout_0.3": {"bias": {"missing": "dropout", "position_dropout": 0.3}},
     "no_smoothness": {"bias": {"smoothness": 0.0}},
-    "smooth_from_1": {"bias": {"smooth_from": 1}},
+    "smooth_from_2": {"bias": {"smooth_from": 2}},
     "tower_rate_1x": {"bias": {"learning_rate_scale": 1.0}},
     "stop_on_total": {"train": {"early_stopping": "total"}},
     "user_id": {"features": "+user_id", "train": {"table_weight_decay": 1e-4}},

@@ -85,7 +85,7 @@ class BiasSpec:
     missing: Literal["exposure_mean", "dropout"] = "exposure_mean"
     position_dropout: float = 0.0
     smoothness: float = 0.003
-    smooth_from: int = 2
+    smooth_from: int = 1
     learning_rate_scale: float = 10.0
     embedding_dim: int = 8
     hidden_units: tuple[int, ...] = (16,)

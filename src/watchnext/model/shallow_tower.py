@@ -40,7 +40,7 @@ class ShallowTower(nn.Module):
     def __init__(self, max_position: int, num_devices: int, num_outputs: int,
                  embedding_dim: int = 8, hidden_units: tuple[int, ...] = (16,),
                  missing: str = "exposure_mean", position_dropout: float = 0.0,
-                 smooth_from: int = 2):
+                 smooth_from: int = 1):
         super().__init__()
         if missing not in MISSING_MODES:
             raise ValueError(f"missing: {missing!r} is not one of {', '.join(MISSING_MODES)}")
@@ -92,8 +92,8 @@ class ShallowTower(nn.Module):
     def roughness(self) -> torch.Tensor:
         """Sum over devices and outputs of squared changes of the slope in log-position,
         ``((b[p+2] - b[p+1]) / log((p+2)/(p+1)) - (b[p+1] - b[p]) / log((p+1)/p))^2`` for
-        p >= ``smooth_from``. From 2 (default) the first step is free: the top slots have the
-        most clicks, and there the additive curve bends away from a power law the most."""
+        p >= ``smooth_from``. From 2 the first step is free (the top slots have the most clicks
+        and the additive curve bends most there); measured worse than 1 (docs/debiasing.md)."""
         slope = torch.diff(self.table()[1:], dim=0) / self.log_gap.view(-1, 1, 1)
         return torch.diff(slope[self.smooth_from - 1:], dim=0).pow(2).sum()
 
