@@ -332,6 +332,8 @@ class _StreamRun:
         present = [(~torch.isnan(b.labels)).sum(0).to(torch.float64) for b in batches]
         counts = group.all_reduce_sum(torch.stack(present).sum(0)).clamp_min(1)
         self.optimizer.zero_grad(set_to_none=True)
+        tower = self.model.shallow_tower
+        exposure = tower.exposure.clone() if tower is not None else None
         for i, (shard, batch) in enumerate(zip(self.local, batches, strict=True)):
             torch.manual_seed(_step_seed(self.config.train.seed, day.ordinal, epoch, step, shard))
             sync = i == len(batches) - 1 or not group.active
@@ -347,6 +349,8 @@ class _StreamRun:
             acc[n_tasks] += len(batch)
             for reason, n in parts[i].skipped.items():
                 acc[n_tasks + 1 + _REASON_KEYS.index(reason)] += n
+        if exposure is not None:  # every rank counts the impressions of all ranks
+            tower.exposure.copy_(exposure + group.all_reduce_sum(tower.exposure - exposure))
         self.optimizer.step()
 
     def _next_cursor(self, day: DayPartition, epoch: int, step: int, steps: int) -> dict[str, Any]:
