@@ -3,6 +3,7 @@
     python benchmarks/bias_recovery.py                    # 3 world seeds x 2 training seeds
     python benchmarks/bias_recovery.py --quick            # 2 x 1, smaller logs (a smoke run)
     python benchmarks/bias_recovery.py --out runs/bias_recovery.json
+    python benchmarks/bias_recovery.py --compare runs/before.json runs/bias_recovery.json
 
 Scenarios (each world seed gets its own world and logs; every arm trains on the same logs):
 
@@ -304,6 +305,19 @@ def print_table(summary: dict[str, Any], devices: list[str]) -> None:
                   f"(n={s['n']} paired)")
 
 
+def compare_runs(before: Path, after: Path) -> None:
+    """Paired NDCG@10 of the same arm in two ``--out`` files (e.g. main's code against this one)."""
+    runs = [{(r["scenario"], r["world_seed"], r["train_seed"], r["arm"]): r.get("ndcg")
+             for r in json.loads(path.read_text())["runs"]} for path in (before, after)]
+    for arm in sorted({key[3] for key in runs[0]} & {key[3] for key in runs[1]}):
+        diffs = [runs[1][k] - v for k, v in runs[0].items()
+                 if k[3] == arm and v is not None and runs[1].get(k) is not None]
+        if diffs:
+            s = interval(diffs)
+            print(f"ndcg {arm}: after - before {s['mean']:+.4f}  95% [{s['low']:+.4f}, "
+                  f"{s['high']:+.4f}]  (n={s['n']} paired)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 worlds x 1 seed, smaller logs")
@@ -318,8 +332,13 @@ def main() -> None:
     parser.add_argument("--achievable", action="store_true",
                         help="also compare with the best additive curve given the model's own "
                              "relevance estimate (a diagnostic)")
+    parser.add_argument("--compare", type=Path, nargs=2, metavar=("BEFORE", "AFTER"),
+                        help="only compare the NDCG of two --out files, paired by run")
     parser.add_argument("--out", type=Path, help="write every run and the summary as JSON")
     args = parser.parse_args()
+    if args.compare:
+        compare_runs(*args.compare)
+        return
     torch.set_num_threads(1)
     quick = args.quick
     args.world_seeds = args.world_seeds or ([0, 1] if quick else [0, 1, 2])
