@@ -54,7 +54,7 @@ def _broken(mutate):
     (lambda r: r["features"][2].update(kind="text"), "features[2].kind"),
     (lambda r: r["features"][0].update(transform="log1p"), "features[0].transform"),
     (lambda r: r["train"].update(batch_size=0), "train.batch_size"),
-    (lambda r: r["bias"].update(position_dropout=-0.1), "bias.position_dropout"),
+    (lambda r: r["bias"].update(missing="dropout", position_dropout=-0.1), "bias.position_dropout"),
     (lambda r: r["tasks"].append(dict(r["tasks"][0])), "tasks[3].name"),
     (lambda r: r.update(tasks=[]), "tasks"),
 ])
@@ -262,3 +262,32 @@ def test_ple_keys_load_and_allow_experts_on_the_input_layer():
                             bottom_units=[])
     m = config_from_dict(raw).model
     assert (m.kind, m.ple_layers, m.task_experts, m.shared_experts) == ("ple", 3, 2, 4)
+
+
+@pytest.mark.parametrize("bias, key, message", [
+    ({"missing": "average"}, "bias.missing", "one of exposure_mean, dropout"),
+    ({"missing": "dropout"}, "bias.position_dropout", "needs a share > 0"),
+    ({"position_dropout": 0.1}, "bias.position_dropout", "only used with bias.missing = 'dropout'"),
+    ({"missing": "dropout", "position_dropout": 1.0}, "bias.position_dropout", r"\[0, 1\)"),
+    ({"smoothness": -1.0}, "bias.smoothness", ">= 0"),
+    ({"smoothness": "high"}, "bias.smoothness", "expected float"),
+    ({"learning_rate_scale": 0.0}, "bias.learning_rate_scale", "> 0"),
+    ({"smooth_from": 0}, "bias.smooth_from", "> 0"),
+])
+def test_shallow_tower_settings_are_validated(bias, key, message):
+    raw = _broken(lambda r: r["bias"].update(bias))
+    with pytest.raises(ConfigError, match=f"{key}.*{message}"):
+        config_from_dict(raw)
+
+
+def test_paper_position_dropout_is_a_setting():
+    raw = _broken(lambda r: r["bias"].update(missing="dropout", position_dropout=0.1))
+    bias = config_from_dict(raw).bias
+    assert (bias.missing, bias.position_dropout) == ("dropout", 0.1)
+    assert config_from_dict(small_config_dict()).bias.missing == "exposure_mean"
+
+
+def test_early_stopping_criterion_is_validated():
+    raw = _broken(lambda r: r["train"].update(early_stopping="click"))
+    with pytest.raises(ConfigError, match="train.early_stopping.*one of total, engagement"):
+        config_from_dict(raw)

@@ -35,6 +35,8 @@ ModelKind = Literal["mmoe", "shared_bottom", "ple"]
 GateInput = Literal["bottom", "input"]
 Precision = Literal["fp32", "bf16"]
 Device = Literal["auto", "cpu", "cuda"]
+BiasMissing = Literal["exposure_mean", "dropout"]
+EarlyStoppingOn = Literal["total", "engagement"]
 
 ALL_DAYS = "all"  # a history window over every earlier day
 CROSS_SEPARATOR = "\x1f"  # joins a cross's parts; the ASCII unit separator is in no real id
@@ -142,12 +144,22 @@ class BiasSpec:
 
     ``method = "adversarial"`` replaces the shallow tower by a gradient-reversal head that
     predicts the position from the shared bottom layer (see model/adversarial.py).
+    ``missing`` is how the serving (position unknown) value is learned: ``"exposure_mean"``
+    derives it from the per-position values, ``"dropout"`` (the paper) hides the position of a
+    share ``position_dropout`` of training rows. ``smoothness`` weighs the tower's roughness
+    across positions (from the step after position ``smooth_from``) in the loss;
+    ``learning_rate_scale`` multiplies ``train.learning_rate`` for
+    the tower's parameters. docs/debiasing.md measures each.
     """
 
     position: str = ""
     device: str = ""
     max_position: int = 32
-    position_dropout: float = 0.1
+    missing: BiasMissing = "exposure_mean"
+    position_dropout: float = 0.0
+    smoothness: float = 0.003
+    smooth_from: int = 1
+    learning_rate_scale: float = 10.0
     embedding_dim: int = 8
     hidden_units: tuple[int, ...] = (16,)
     method: BiasMethod = "shallow_tower"
@@ -182,8 +194,10 @@ class TrainSpec:
     batch_size: int = 1024
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
+    table_weight_decay: float = 0.0  # added to weight_decay for the id embedding tables
     max_epochs: int = 10
     patience: int = 2
+    early_stopping: EarlyStoppingOn = "total"  # which validation loss picks the epoch
     seed: int = 0
     threads: int = 0
     progress: bool = True
@@ -464,6 +478,15 @@ def _validate_bias(b: BiasSpec) -> None:
         raise ConfigError("bias.device: a device crossing needs bias.position as well")
     _positive(b.max_position, "bias.max_position")
     _probability(b.position_dropout, "bias.position_dropout")
+    if b.missing == "dropout" and b.position_dropout == 0:
+        raise ConfigError("bias.position_dropout: bias.missing = 'dropout' needs a share > 0 "
+                          "(the paper used 0.1)")
+    if b.missing != "dropout" and b.position_dropout > 0:
+        raise ConfigError("bias.position_dropout: only used with bias.missing = 'dropout'; "
+                          f"set it to 0 with bias.missing = {b.missing!r}")
+    _positive(b.smoothness, "bias.smoothness", zero_ok=True)
+    _positive(b.smooth_from, "bias.smooth_from")
+    _positive(b.learning_rate_scale, "bias.learning_rate_scale")
     _positive(b.embedding_dim, "bias.embedding_dim")
     for i, u in enumerate(b.hidden_units):
         _positive(u, f"bias.hidden_units[{i}]")
@@ -495,12 +518,14 @@ def _validate_train(t: TrainSpec) -> None:
     _positive(t.batch_size, "train.batch_size")
     _positive(t.learning_rate, "train.learning_rate")
     _positive(t.weight_decay, "train.weight_decay", zero_ok=True)
+    _positive(t.table_weight_decay, "train.table_weight_decay", zero_ok=True)
     _positive(t.max_epochs, "train.max_epochs")
     _positive(t.patience, "train.patience", zero_ok=True)
     _positive(t.threads, "train.threads", zero_ok=True)
-    if t.sparse_embeddings and t.weight_decay:
-        raise ConfigError("train.sparse_embeddings: row-wise Adam has no weight decay; "
-                          "set train.weight_decay = 0 or train.sparse_embeddings = false")
+    if t.sparse_embeddings and (t.weight_decay or t.table_weight_decay):
+        raise ConfigError("train.sparse_embeddings: row-wise Adam has no weight decay; set "
+                          "train.weight_decay and train.table_weight_decay to 0 or "
+                          "train.sparse_embeddings = false")
 
 
 def _validate_history(h: HistorySpec, key: str, blocks: tuple[HistorySpec, ...],

@@ -12,7 +12,10 @@ from watchnext.model.ranker import MultitaskRanker
 def _model(config, impressions):
     torch.manual_seed(0)
     encoder = FeatureEncoder(config).fit(impressions)
-    return MultitaskRanker(config, encoder), encoder.transform(impressions)
+    model = MultitaskRanker(config, encoder)
+    if model.shallow_tower is not None:  # it starts flat (zero output layer): give it a curve
+        torch.nn.init.normal_(model.shallow_tower.out.weight)
+    return model, encoder.transform(impressions)
 
 
 def test_shallow_tower_changes_engagement_logits_only(config, impressions):
@@ -47,7 +50,7 @@ def test_serving_bias_is_the_missing_position_bias_per_device(config, impression
 
 
 def test_position_dropout_only_in_training(config, impressions):
-    model, batch = _model(config.replace(bias={"position_dropout": 0.5}), impressions)
+    model, batch = _model(config.replace(bias={"missing": "dropout", "position_dropout": 0.5}), impressions)
     model.train()
     torch.manual_seed(1)
     a = model.shallow_tower(batch.position, batch.device)

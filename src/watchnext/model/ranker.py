@@ -6,6 +6,9 @@
     z_k    = Tower_k(f_k)                            one logit (or regression value) per task
     z_k   += ShallowTower(position, device)_k        engagement tasks only
     p_k    = sigmoid(z_k) for binary tasks, z_k for regression
+
+Training minimises the task losses plus ``penalty()``: the shallow tower's roughness across
+positions, weighted by ``bias.smoothness``.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ class MultitaskRanker(nn.Module):
             b = config.bias
             self.shallow_tower = ShallowTower(b.max_position, encoder.num_devices,
                                               len(engagement), b.embedding_dim, b.hidden_units,
-                                              b.position_dropout)
+                                              b.missing, b.position_dropout, b.smooth_from)
+        self.smoothness = config.bias.smoothness
 
         self.adversary: PositionAdversary | None = None
         if config.bias.position and config.bias.method == "adversarial":
@@ -101,6 +105,12 @@ class MultitaskRanker(nn.Module):
         if self.mmoe is not None:
             return self.mmoe.num_experts
         return self.ple.gate_width if self.ple is not None else 0
+
+    def penalty(self) -> torch.Tensor:
+        """The regularisation added to the training loss (0 when there is none)."""
+        if self.shallow_tower is None or not self.smoothness:
+            return torch.zeros(())
+        return self.smoothness * self.shallow_tower.roughness()
 
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         """Per-task predictions: probabilities for binary tasks, values for regression."""

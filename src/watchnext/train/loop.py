@@ -42,6 +42,7 @@ from watchnext.model.cost import multiplications
 from watchnext.model.ranker import MultitaskRanker
 from watchnext.train import recovery
 from watchnext.train.distributed import Distributed
+from watchnext.train.losses import early_stopping_loss
 from watchnext.train.policy import EarlyStopping
 from watchnext.train.progress import ProgressBar
 from watchnext.train.sources import Source
@@ -379,9 +380,9 @@ class _Run:
             return
         current.valid.append(validation_losses(self.model, valid, self.config.tasks,
                                                self.group.device))
-        total = current.valid[-1]["total"]
-        self.log(f"epoch {len(current.epochs)}: train {current.epochs[-1]['total']:.4f} "
-                 f"valid {total:.4f}")
+        total = early_stopping_loss(current.valid[-1], self.config)
+        self.log(f"epoch {len(current.epochs)}: train {current.epochs[-1]['total']:.6g} "
+                 f"valid {total:.6g} ({self.config.train.early_stopping})")
         if self.policy.update(total, self.model, self.train_step.optimizer):
             self.stopped = current.day.name
             self.progress["cursor"] = dict(_NO_CURSOR)

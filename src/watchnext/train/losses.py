@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from watchnext.config import RunConfig
+
 
 def per_task_losses(logits: torch.Tensor, labels: torch.Tensor, is_binary: torch.Tensor
                     ) -> torch.Tensor:
@@ -22,3 +24,17 @@ def per_task_losses(logits: torch.Tensor, labels: torch.Tensor, is_binary: torch
 
 def weighted_total(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (losses * weights).sum()
+
+
+def early_stopping_loss(valid: dict[str, float], config: RunConfig) -> float:
+    """The validation loss that picks the epoch to keep (``train.early_stopping``).
+
+    ``"total"``: the weighted sum over all tasks. ``"engagement"``: the weighted sum over the
+    engagement tasks, the ones the shallow tower is part of (their loss is computed with the
+    logged positions). Why: the satisfaction heads can start to overfit while the engagement
+    heads still learn relevance; stopping then leaves the click model underfitted, and relevance
+    that the logging policy sorted on is left for the tower to absorb (docs/debiasing.md).
+    """
+    if config.train.early_stopping == "total":
+        return valid["total"]
+    return sum(t.loss_weight * valid[t.name] for t in config.tasks if t.group == "engagement")

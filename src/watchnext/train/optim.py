@@ -6,6 +6,13 @@ what DDP then all-reduces. ``torch.optim.Adam`` refuses sparse gradients, so the
 get ``RowWiseAdam`` (lazy Adam, as ``SparseAdam`` but without its whole-table passes; see
 rowwise.py) and everything else Adam. ``CombinedOptimizer`` presents both as one optimiser, so a
 checkpoint stores one state.
+
+The id tables (embeddings) take ``train.table_weight_decay`` on top of ``train.weight_decay``: an
+L2 pull toward zero for ids with few rows, so per-id embeddings can carry relevance without
+memorising the logs. The shallow tower's parameters are a param group of their own, at
+``bias.learning_rate_scale`` times the learning rate: the tower starts flat, and a few hundred
+steps at the main model's rate do not bring its curve to size before early stopping ends the run
+(docs/debiasing.md).
 """
 
 from __future__ import annotations
@@ -61,19 +68,42 @@ def sparse_tables(model: nn.Module) -> list[nn.Parameter]:
             if isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.sparse]
 
 
+def dense_tables(model: nn.Module) -> list[nn.Parameter]:
+    """The weights of the model's embedding tables that take dense gradients."""
+    return [m.weight for m in model.modules()
+            if isinstance(m, nn.Embedding | nn.EmbeddingBag) and not m.sparse]
+
+
+def shallow_tower_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of the model's shallow tower (also inside a DDP wrapper)."""
+    return [p for name, p in model.named_parameters() if "shallow_tower" in name.split(".")]
+
+
 def make_optimizer(model: nn.Module, config: RunConfig,
                    table_optimizer: type[torch.optim.Optimizer] = RowWiseAdam
                    ) -> CombinedOptimizer:
-    """Adam over the dense parameters, ``table_optimizer`` over the sparse embedding tables."""
+    """Adam over the dense parameters (the shallow tower at its own rate), ``table_optimizer``
+    over the sparse embedding tables."""
     t = config.train
     tables = sparse_tables(model)
-    if tables and t.weight_decay:
-        raise ConfigError("train.weight_decay: not supported with sparse embeddings (row-wise "
-                          "updates would have to touch every row)")
+    if tables and (t.weight_decay or t.table_weight_decay):
+        raise ConfigError("train.weight_decay, train.table_weight_decay: not supported with "
+                          "sparse embeddings (row-wise updates would have to touch every row)")
     table_ids = {id(p) for p in tables}
+    tower_ids = {id(p) for p in shallow_tower_parameters(model)}
+    id_tables = {id(p) for p in dense_tables(model)} - tower_ids
     dense = [p for p in model.parameters() if id(p) not in table_ids]
+    # groups in the model's parameter order (inputs first, the tower last): checkpoint ids hold
+    groups = [
+        {"params": [p for p in dense if id(p) in id_tables],
+         "weight_decay": t.weight_decay + t.table_weight_decay},
+        {"params": [p for p in dense if id(p) not in id_tables | tower_ids]},
+        {"params": [p for p in dense if id(p) in tower_ids],
+         "lr": t.learning_rate * config.bias.learning_rate_scale},
+    ]
+    groups = [g for g in groups if g["params"]]
     optimizers: list[torch.optim.Optimizer] = [
-        torch.optim.Adam(dense, lr=t.learning_rate, weight_decay=t.weight_decay)]
+        torch.optim.Adam(groups, lr=t.learning_rate, weight_decay=t.weight_decay)]
     if tables:
         optimizers.append(table_optimizer(tables, lr=t.learning_rate))
     return CombinedOptimizer(optimizers)

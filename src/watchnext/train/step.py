@@ -14,8 +14,10 @@ depends on its coordinates only, which is what lets a killed run resume exactly.
 Settings that change the step are applied here and nowhere else: ``train.precision`` (bf16
 autocast of the forward pass; losses in fp32), ``train.compile`` (``torch.compile`` of the
 forward; refused under torchrun, where it was never tested), the optimiser (``make_optimizer``)
-and the device (batches copied from pinned memory when it is CUDA). There is no gradient
-clipping: no run config asks for it.
+and the device (batches copied from pinned memory when it is CUDA). The model's own penalty
+(the shallow tower's smoothness) is added once per step, and the tower's exposure counts (what
+its serving value averages over) are summed over processes so every rank holds the same. There
+is no gradient clipping: no run config asks for it.
 """
 
 from __future__ import annotations
@@ -63,13 +65,20 @@ class TrainStep:
         total = self.group.all_reduce_sum(torch.stack(counts).sum(0)).clamp_min(1)
         shares = torch.zeros(self.num_tasks, dtype=torch.float64, device=self.device)
         self.optimizer.zero_grad(set_to_none=True)
+        tower = self.model.shallow_tower
+        exposure = tower.exposure.clone() if tower is not None else None
         for i, (batch, seed) in enumerate(zip(batches, seeds, strict=True)):
             torch.manual_seed(seed)
             last = i == len(batches) - 1
             with contextlib.nullcontext() if last or not self.group.active else self.net.no_sync():
                 share, loss = self._part_loss(batch, counts[i] / total)
-                (loss * self.group.world).backward()  # DDP averages over processes: undo it
+                loss = loss * self.group.world  # DDP averages over processes: undo it
+                if last:  # the model's penalty once per step (the same on every process)
+                    loss = loss + self.model.penalty().to(loss.device)
+                loss.backward()
             shares += share.detach().double()
+        if exposure is not None:  # every process counts the impressions of all processes
+            tower.exposure.copy_(exposure + self.group.all_reduce_sum(tower.exposure - exposure))
         self.optimizer.step()
         return shares.cpu()
 

@@ -1,0 +1,121 @@
+"""The shallow tower's guarantees: no leak of position into the main model, the serving value's
+definition, a flat start, and the smoothness penalty."""
+
+import pytest
+import torch
+
+from watchnext.data.encoder import FeatureEncoder
+from watchnext.model.ranker import MultitaskRanker
+from watchnext.model.shallow_tower import ShallowTower
+from watchnext.train.losses import per_task_losses
+
+
+def _model(config, impressions, **bias):
+    config = config.replace(bias=bias, model={"gate_dropout": 0.0})  # no other randomness
+    torch.manual_seed(0)
+    encoder = FeatureEncoder(config).fit(impressions)
+    model = MultitaskRanker(config, encoder)
+    torch.nn.init.normal_(model.shallow_tower.out.weight)
+    return model, encoder.transform(impressions)
+
+
+def _main_gradients(model, batch, training: bool) -> list[torch.Tensor]:
+    model.train(training)
+    model.zero_grad()
+    out = model(batch)
+    per_task_losses(out.logits, batch.labels, model.is_binary).sum().backward()
+    return [p.grad.clone() for name, p in model.named_parameters()
+            if not name.startswith("shallow_tower.")]
+
+
+@pytest.mark.parametrize("missing, leaks", [("exposure_mean", False), ("dropout", True)])
+def test_training_rows_move_the_main_model_as_with_their_logged_position(
+        config, impressions, missing, leaks):
+    # exposure_mean: no row hides its position, so the main model's gradient in training equals
+    # its gradient with every logged position in place. Dropout (the paper) changes it: the rows
+    # whose position was hidden push the main model to explain what the slot caused.
+    model, batch = _model(config, impressions, missing=missing,
+                          position_dropout=0.3 if missing == "dropout" else 0.0)
+    logged = _main_gradients(model, batch, training=False)
+    torch.manual_seed(1)
+    trained = _main_gradients(model, batch, training=True)
+    same = all(torch.allclose(a, b, atol=1e-6) for a, b in zip(logged, trained, strict=True))
+    assert same != leaks
+
+
+def test_serving_value_is_the_exposure_weighted_mean_of_the_positions(config, impressions):
+    model, batch = _model(config, impressions)
+    tower = model.shallow_tower
+    model.train()
+    model(batch)
+    model(batch.slice(0, 100))
+    counts = torch.zeros_like(tower.exposure)
+    for b in (batch, batch.slice(0, 100)):
+        counts.index_put_((b.position, b.device), torch.ones(len(b)), accumulate=True)
+    torch.testing.assert_close(tower.exposure, counts)
+    table = tower.bias_table()
+    weights = counts[1:] / counts[1:].sum(0)
+    expected = (weights.unsqueeze(-1) * table[1:]).nan_to_num().sum(0)
+    seen = counts[1:].sum(0) > 0
+    torch.testing.assert_close(table[0, seen], expected[seen])
+    torch.testing.assert_close(table[0, ~seen], table[1:, ~seen].mean(0))  # never seen: uniform
+    model.eval()
+    served = model(batch, serving=True).bias
+    torch.testing.assert_close(served, table[0, batch.device])
+    model(batch)  # evaluation does not count exposure
+    torch.testing.assert_close(tower.exposure, counts)
+
+
+def test_exposure_is_saved_with_the_weights(config, impressions):
+    model, batch = _model(config, impressions)
+    model.train()
+    model(batch)
+    state = model.state_dict()
+    assert "shallow_tower.exposure" in state
+    fresh, _ = _model(config, impressions)
+    fresh.load_state_dict(state)
+    torch.testing.assert_close(fresh.shallow_tower.bias_table(), model.shallow_tower.bias_table())
+
+
+def test_tower_starts_flat():
+    tower = ShallowTower(max_position=10, num_devices=3, num_outputs=2)
+    assert torch.count_nonzero(tower.bias_table()) == 0
+
+
+def _with_table(values: torch.Tensor, smooth_from: int = 1) -> ShallowTower:
+    tower = ShallowTower(max_position=len(values), num_devices=1, num_outputs=1,
+                         smooth_from=smooth_from)
+    full = torch.cat([values.mean().view(1), values]).view(-1, 1, 1)
+    tower.table = lambda: full  # the curve under test instead of the MLP's
+    return tower
+
+
+def test_roughness_is_zero_for_a_power_law_and_grows_with_a_bump():
+    p = torch.arange(1, 11, dtype=torch.float32)
+    power_law = -0.9 * torch.log(p)
+    assert _with_table(power_law).roughness().item() == pytest.approx(0.0, abs=1e-8)
+    bumped = power_law.clone()
+    bumped[5] += 0.3
+    small, large = _with_table(power_law + 0.1 * (bumped - power_law)), _with_table(bumped)
+    assert 0 < small.roughness().item() < large.roughness().item()
+
+
+def test_first_step_is_free_from_smooth_from_2():
+    p = torch.arange(1, 11, dtype=torch.float32)
+    steeper_top = -0.9 * torch.log(p)
+    steeper_top[0] += 0.4  # position 1 further above the rest than the power law says
+    assert _with_table(steeper_top, smooth_from=2).roughness().item() == pytest.approx(0.0, abs=1e-8)
+    assert _with_table(steeper_top).roughness().item() > 0.1
+
+
+def test_penalty_is_smoothness_times_roughness_and_trains_the_tower_only(config, impressions):
+    model, _ = _model(config, impressions, smoothness=0.5)
+    penalty = model.penalty()
+    assert penalty.item() == pytest.approx(0.5 * model.shallow_tower.roughness().item())
+    assert penalty.item() > 0
+    penalty.backward()
+    moved = {name for name, p in model.named_parameters()
+             if p.grad is not None and p.grad.abs().sum() > 0}
+    assert moved and all(name.startswith("shallow_tower.") for name in moved)
+    off, _ = _model(config, impressions, smoothness=0.0)
+    assert off.penalty().item() == 0.0
