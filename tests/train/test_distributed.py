@@ -63,7 +63,9 @@ def _compare(tmp_path: Path, train: dict | None = None, bias: dict | None = None
     b = ckpt.read_checkpoint(tmp_path / "one")["weights"]
     assert a.keys() == b.keys()
     for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+        # float32's default tolerances: summation order differs between 1 and 2 processes, and
+        # the shallow tower (10x learning rate, weights of a few units) amplifies it to ~2e-6
+        torch.testing.assert_close(a[name], b[name], msg=name)
     initial = ckpt.read_checkpoint(tmp_path / "two" / "checkpoints" / "step-0000000005")["weights"]
     assert not torch.equal(initial["towers.weights.0"], a["towers.weights.0"])  # it trained
     metrics = {run: json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("two", "one")}

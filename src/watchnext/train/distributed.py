@@ -71,7 +71,10 @@ class Distributed:
         return cls(dist.get_rank(), dist.get_world_size(), local_rank, place, owns)
 
     def close(self) -> None:
+        """Leave the group; the barrier first, so no process tears down its side of the
+        connections while another is still finishing its last collective."""
         if self.owns_group and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
             self.owns_group = False
 

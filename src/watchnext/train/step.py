@@ -65,20 +65,20 @@ class TrainStep:
         total = self.group.all_reduce_sum(torch.stack(counts).sum(0)).clamp_min(1)
         shares = torch.zeros(self.num_tasks, dtype=torch.float64, device=self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        tower = self.model.shallow_tower
-        exposure = tower.exposure.clone() if tower is not None else None
+        exposure = _StepExposure(self.model.shallow_tower, self.group)
         for i, (batch, seed) in enumerate(zip(batches, seeds, strict=True)):
             torch.manual_seed(seed)
             last = i == len(batches) - 1
+            exposure.start_part()
             with contextlib.nullcontext() if last or not self.group.active else self.net.no_sync():
                 share, loss = self._part_loss(batch, counts[i] / total)
                 loss = loss * self.group.world  # DDP averages over processes: undo it
                 if last:  # the model's penalty once per step (the same on every process)
                     loss = loss + self.model.penalty().to(loss.device)
                 loss.backward()
+            exposure.end_part()
             shares += share.detach().double()
-        if exposure is not None:  # every process counts the impressions of all processes
-            tower.exposure.copy_(exposure + self.group.all_reduce_sum(tower.exposure - exposure))
+        exposure.finish()
         self.optimizer.step()
         return shares.cpu()
 
@@ -99,6 +99,34 @@ class TrainStep:
             adversary = position_loss(out.position_logits.float(), batch.position)
             loss = loss + adversary * fraction[self.num_tasks].to(adversary.dtype)
         return share, loss
+
+
+class _StepExposure:
+    """The shallow tower's exposure counts (what its serving value averages over) within a step.
+
+    Every part of a step sees the counts as they were when the step began, and the step's counts
+    of all parts on all processes are added once it ends. So the serving value a part trains
+    against does not depend on how the global batch is split over processes: K shards give the
+    same model on 1 process or on K.
+    """
+
+    def __init__(self, tower: torch.nn.Module | None, group: Distributed):
+        self.tower, self.group = tower, group
+        if tower is not None:
+            self.start = tower.exposure.clone()
+            self.counted = torch.zeros_like(self.start)
+
+    def start_part(self) -> None:
+        if self.tower is not None:
+            self.tower.exposure.copy_(self.start)
+
+    def end_part(self) -> None:
+        if self.tower is not None:
+            self.counted += self.tower.exposure - self.start
+
+    def finish(self) -> None:
+        if self.tower is not None:
+            self.tower.exposure.copy_(self.start + self.group.all_reduce_sum(self.counted))
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
