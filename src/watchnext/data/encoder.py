@@ -83,7 +83,7 @@ class FeatureEncoder:
         """
         if not self.fitted:
             raise RuntimeError("FeatureEncoder.transform called before fit")
-        self.validate(table, targets)
+        self._check_columns(table, targets)  # values are checked as they are encoded below
         n = table.num_rows
         return Batch(
             categorical=_stack_long([self.vocabularies[f.name].lookup(id_values(table, f))
@@ -102,16 +102,19 @@ class FeatureEncoder:
 
         With ``targets=False`` only the inputs must be present; targets that are there are checked.
         """
+        self._check_columns(table, targets)
+        for f in self.numeric:
+            self._numeric_source(table, f)
+        self.labels(table, required=targets)
+        self._positions(table)
+
+    def _check_columns(self, table: pa.Table, targets: bool) -> None:
         required = self.required_columns() if targets else self.input_columns()
         for column in sorted(required):
             if column not in table.column_names:
                 file, _ = where(table, 0) if table.num_rows else ("<table>", None)
                 raise DataError(f"required column is missing (have: {', '.join(_public(table))})",
                                 file=file, column=column)
-        for f in self.numeric:
-            self._numeric_source(table, f)
-        self.labels(table, required=targets)
-        self._positions(table)
 
     def required_columns(self) -> set[str]:
         """Every column training and evaluation must find: inputs, labels, position, request.
@@ -141,10 +144,11 @@ class FeatureEncoder:
         inputs = expressions.columns(task.label)
         if not required and not inputs <= set(table.column_names):
             return np.full(table.num_rows, np.nan)
-        values = expressions.evaluate(task.label, lambda c: _floats(table, c, f"tasks {task.name!r}"))
+        columns = {c: _floats(table, c, f"tasks {task.name!r}") for c in sorted(inputs)}
+        values = expressions.evaluate(task.label, columns.__getitem__)
         null = np.zeros(len(values), bool)
-        for c in inputs:
-            null |= np.isnan(_floats(table, c, ""))
+        for column in columns.values():
+            null |= np.isnan(column)
         bad = ~null & ~np.isfinite(values)
         if task.type == "binary":
             bad |= ~null & ~np.isin(values, (0.0, 1.0))

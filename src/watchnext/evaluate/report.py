@@ -26,17 +26,40 @@ def predict_batch(model: MultitaskRanker, batch: Batch, serving: bool = True,
     between the freed activations of later chunks and fragment the heap, which grows RSS with
     every chunk when ``train.retain_freed_memory`` keeps freed memory.
     """
+    preds, _, weights = _predict(model, batch, serving, chunk_size, gates, logged=False)
+    return preds, weights
+
+
+@torch.inference_mode()
+def predict_serving_and_logged(model: MultitaskRanker, batch: Batch, chunk_size: int = 16384
+                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Serving-mode predictions, predictions with the logged positions, and the gates, from one
+    forward pass per chunk (only the shallow tower is run again, with the position missing)."""
+    return _predict(model, batch, False, chunk_size, gates=True, logged=True)
+
+
+def _predict(model: MultitaskRanker, batch: Batch, serving: bool, chunk_size: int, gates: bool,
+             logged: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     model.eval()
     n, tasks = len(batch), len(model.is_binary)
     preds = torch.empty(n, tasks)
+    with_position = torch.empty(n, tasks) if logged else None
     weights = torch.empty(n, tasks, model.gate_width) if gates and model.gate_width else None
     for start in range(0, n, chunk_size):
-        out = model(batch.slice(start, start + chunk_size), serving=serving)
+        chunk = batch.slice(start, start + chunk_size)
+        out = model(chunk, serving=serving)
         stop = start + len(out.logits)
-        preds[start:stop] = model.predict(out.logits)
+        logits = out.logits
+        if with_position is not None:
+            with_position[start:stop] = model.predict(out.logits)
+            if model.shallow_tower is not None:
+                logits = model.add_bias(out.main_logits, torch.zeros_like(chunk.position),
+                                        chunk.device)[0]
+        preds[start:stop] = model.predict(logits)
         if weights is not None:
             weights[start:stop] = out.gates
-    return preds.numpy(), None if weights is None else weights.numpy()
+    return (preds.numpy(), None if with_position is None else with_position.numpy(),
+            None if weights is None else weights.numpy())
 
 
 def task_metrics(config: RunConfig, preds: np.ndarray, batch: Batch) -> dict[str, dict[str, float]]:
@@ -90,12 +113,8 @@ def evaluate(config: RunConfig, model: MultitaskRanker, encoder: FeatureEncoder,
     (``None`` without a position column). On logged data the second is the fair comparison
     with a model that has no shallow tower, whose two are equal.
     """
-    preds, gates = predict_batch(model, batch)
-    with_position = None
-    if config.bias.position:
-        logged = predict_batch(model, batch, serving=False, gates=False)[0] \
-            if model.shallow_tower is not None else preds
-        with_position = task_metrics(config, logged, batch)
+    preds, logged, gates = predict_serving_and_logged(model, batch)
+    with_position = task_metrics(config, logged, batch) if config.bias.position else None
     return {
         "rows": len(batch),
         "tasks": task_metrics(config, preds, batch),

@@ -94,10 +94,17 @@ class MultitaskRanker(nn.Module):
         logits, bias = main_logits, None
         if self.shallow_tower is not None:
             position = torch.zeros_like(batch.position) if serving else batch.position
-            bias = self.shallow_tower(position, batch.device)
-            logits = main_logits.index_add(1, self.engagement_index, bias)
+            logits, bias = self.add_bias(main_logits, position, batch.device)
         position_logits = self.adversary(h) if self.adversary is not None else None
         return RankerOutput(logits, main_logits, gates, bias, position_logits)
+
+    def add_bias(self, main_logits: torch.Tensor, position: torch.Tensor, device: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The shallow tower's bias for (position, device) added to the engagement logits: what
+        a forward pass does, and how evaluation gets the serving logits (position 0) from the
+        main logits of a pass made with the logged positions, without a second pass."""
+        bias = self.shallow_tower(position, device)
+        return main_logits.index_add(1, self.engagement_index, bias), bias
 
     @property
     def gate_width(self) -> int:

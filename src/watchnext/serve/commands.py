@@ -113,7 +113,8 @@ def recommend(
     except (ModelDirError, VersionNotFound) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    refused = registry.versions()[registry.versions().index(model.version) + 1:]
+    versions = registry.versions()
+    refused = versions[versions.index(model.version) + 1:]
     if refused:
         err.print(f"[yellow]note:[/yellow] serving {model.version}: refused "
                   f"{', '.join(refused)} (they do not load)")

@@ -9,7 +9,6 @@ sources were fitted on and the evaluation days after them.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,7 +21,7 @@ from watchnext.artifacts.checkpoint import write_json
 from watchnext.config import ConfigError, RunConfig, day_ranges
 from watchnext.data import sources
 from watchnext.data.errors import DataError
-from watchnext.evaluate.tables import markdown_table, rich_table
+from watchnext.evaluate import tables
 from watchnext.retrieve.base import RetrievalError
 from watchnext.retrieve.evaluate import Scorer, evaluate_retrieval, mix_rows, report_rows
 from watchnext.retrieve.log import LogColumns
@@ -77,12 +76,11 @@ def evaluate_model_dir(model_dir: Path, days: list[str] | None = None,
                        labels: list[str] | None = None, pool_size: int | None = None,
                        rank: bool = True, seed: int = 0) -> dict[str, Any]:
     """Load ``model_dir`` and its config's logs, then ``evaluate_retrieval`` on them."""
-    from watchnext.serve.model_dir import load_ranker
     from watchnext.serve.service import ServingModel
 
     # PyTorch: where the service runs ONNX it was checked to agree within 1e-5 at load time
     model = ServingModel.load(model_dir, backend="torch")
-    config = load_ranker(model_dir).config
+    config = model.config
     history, evaluation = split_logs(config, days)
     columns = LogColumns(**model.manifest["columns"])
     labels = labels or default_labels(config, evaluation)
@@ -124,17 +122,6 @@ def evaluate_retrieval_command(
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         write_json(json_out, report)
-    _print_table(f"retrieval of {model_dir} (pool {report['pool_size']}, catalogue "
-                 f"{report['catalogue']:,})", *report_rows(report))
-    _print_table("where the pool's items come from", *mix_rows(report))
-
-
-def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    """A Rich table on a terminal (cells wrap, never cut), Markdown when piped."""
-    if sys.stdout.isatty():
-        table = rich_table(title, header, rows)
-        for column in table.columns:
-            column.overflow = "fold"
-        console.print(table)
-    else:
-        print(f"{title}\n\n{markdown_table(header, rows)}\n")
+    tables.show(console, f"retrieval of {model_dir} (pool {report['pool_size']}, catalogue "
+                         f"{report['catalogue']:,})", *report_rows(report))
+    tables.show(console, "where the pool's items come from", *mix_rows(report))

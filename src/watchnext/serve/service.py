@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from watchnext.config import RunConfig
 from watchnext.data.scan import DEVICE_VOCAB
 from watchnext.retrieve.base import Query, RetrievalError
 from watchnext.retrieve.pool import CandidatePool
@@ -72,12 +73,15 @@ class ServingModel:
     """A model directory loaded for serving: pool, feature store and the chosen backend."""
 
     def __init__(self, directory: Path, version: str, manifest: dict[str, Any], pool: CandidatePool,
-                 store: FeatureStore, backend: Backend, task_names: list[str],
+                 store: FeatureStore, backend: Backend, config: RunConfig,
                  backend_report: dict[str, Any]):
         self.directory, self.version, self.manifest = directory, version, manifest
         self.pool, self.store, self.backend = pool, store, backend
-        self.task_names = task_names
+        self.config, self.task_names = config, config.task_names
         self.backend_report = backend_report
+        vocabulary = store.encoder.vocabularies.get(DEVICE_VOCAB)
+        # the device values the model learned (empty: it has no device input); read per request
+        self.devices: list[str] = list(vocabulary.values) if vocabulary is not None else []
 
     @classmethod
     def load(cls, directory: str | Path, version: str | None = None,
@@ -94,7 +98,7 @@ class ServingModel:
         graph = ServingGraph(ranker.model, ranker.config.tasks)
         chosen, report = _choose_backend(directory, manifest, graph, store, backend, threads)
         model = cls(directory, version or directory.name, manifest, pool, store, chosen,
-                    ranker.config.task_names, report)
+                    ranker.config, report)
         model.smoke_test()
         return model
 
@@ -105,12 +109,6 @@ class ServingModel:
         if not ranking.items or bad:
             raise ModelDirError(f"{self.directory}: smoke test failed "
                                 f"({'no items' if not ranking.items else 'non-finite scores'})")
-
-    @property
-    def devices(self) -> list[str]:
-        """The device values the model learned (empty: it has no device input)."""
-        vocabulary = self.store.encoder.vocabularies.get(DEVICE_VOCAB)
-        return list(vocabulary.values) if vocabulary is not None else []
 
     def describe(self) -> dict[str, Any]:
         """What any caller may see: no paths on the server's disk (the ONNX export's failure
