@@ -43,7 +43,8 @@ def patch_layers_from(ref: str) -> None:
 def run(spec: dict[str, Any]) -> dict[str, float]:
     from watchnext.api import Ranker
     from watchnext.config import load_config
-    from watchnext.workflows import bundled_config, load_splits
+    from watchnext.data.sources import load_splits
+    from watchnext.workflows import bundled_config
 
     config = load_config(bundled_config("kuairand_v1"))
     train = {"progress": False, "seed": spec["seed"]}

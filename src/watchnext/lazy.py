@@ -26,6 +26,6 @@ def lazy_exports(package: str, exports: dict[str, str]
         return value
 
     def __dir__() -> list[str]:
-        return sorted([*namespace, *exports])
+        return sorted({*namespace, *exports})
 
     return __getattr__, __dir__

@@ -11,7 +11,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -36,11 +35,6 @@ def bundled_config(name: str) -> Path:
     return Path(str(resources.files("watchnext.configs") / f"{name}.toml"))
 
 
-def load_splits(config: RunConfig) -> dict[str, pa.Table]:
-    """The run's data from its one source (``watchnext.data.sources``)."""
-    return sources.load_splits(config)
-
-
 def day_chunks(table: pa.Table, day_column: str) -> list[tuple[str, pa.Table]]:
     """A table cut into time-ordered chunks, one per distinct value of ``day_column``."""
     days = sorted(set(table[day_column].to_pylist()))
@@ -52,7 +46,7 @@ def train(config_path: str | Path, out: str | Path, *, sequential: bool = False,
     """Train from a config; save OUT/model, OUT/metrics.json (a ``Report``) and OUT/report.html."""
     config = load_config(config_path).replace(train={"progress": progress})
     out = Path(out)
-    splits = load_splits(config)
+    splits = sources.load_splits(config)
     ranker = Ranker(config, log=log)
     started = time.perf_counter()
     if sequential:
@@ -80,7 +74,7 @@ def evaluate(model_dir: str | Path, data: list[Path] | None = None) -> schema.Re
         name, label = "data", ", ".join(str(p) for p in data)
         table = read_tables([str(p) for p in data])
     else:
-        name, label, table = "test", "test split", load_splits(ranker.config).get("test")
+        name, label, table = "test", "test split", sources.load_splits(ranker.config).get("test")
         if table is None:
             raise ConfigError("data.test: the config has no test split; pass --data FILES")
     model = ranker.model_report({name: schema.evaluation(ranker.evaluate(table), label)})
@@ -205,7 +199,7 @@ def demo(out: str | Path, progress: bool = True, log: Log = print) -> dict[str, 
     """
     out = Path(out)
     config = load_config(bundled_config("kuairand_v1")).replace(train={"progress": progress})
-    splits = load_splits(config)
+    splits = sources.load_splits(config)
     models = {}
     for name, cfg in equal_cost_pair(config, splits["train"]).items():
         log(f"[bold]training {name}[/]")
@@ -219,7 +213,7 @@ def demo(out: str | Path, progress: bool = True, log: Log = print) -> dict[str, 
     bandit = open_bandit_bias(progress=progress, log=log)
     models["OpenBandit"] = bandit["model"]
     extra = {k: v for k, v in bandit.items() if k != "model"}
-    report = schema.Report("demo", models, extra={"open_bandit": _jsonable(extra)})
+    report = schema.Report("demo", models, extra={"open_bandit": extra})
     report_path = write_demo_report(out, report, bandit)
     return {"report": report, "open_bandit": bandit, "open_bandit_rows": open_bandit_rows(bandit),
             "report_path": report_path, "html": out / "report.html"}
@@ -231,7 +225,7 @@ def open_bandit_bias(progress: bool = True, log: Log = print) -> dict[str, Any]:
     ``model`` is the trained model's report entry (evaluated on the random log).
     """
     config = load_config(bundled_config("open_bandit")).replace(train={"progress": progress})
-    splits = load_splits(config)
+    splits = sources.load_splits(config)
     log("[bold]training on open-bandit-small (bts), checking against the random log[/]")
     started = time.perf_counter()
     ranker = Ranker(config, log=log).fit(splits["train"], splits["valid"])
@@ -278,13 +272,3 @@ def write_demo_report(out: Path, report: schema.Report, bandit: dict[str, Any]) 
     write_json(out / "report.json", report.to_json())
     html.write_html(out / "report.html", report)
     return path
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

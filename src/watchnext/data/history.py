@@ -177,9 +177,11 @@ def add_history(table: pa.Table, config: RunConfig) -> pa.Table:
             file, _ = where(table, 0) if table.num_rows else ("<table>", None)
             raise DataError("required column is missing (history features)", file=file,
                             column=column)
+    labels: dict[int, dict[str, np.ndarray]] = {}  # per block: its label values, computed once
     for spec, window in todo:
-        labels = history_label_values(table, config, spec.labels)
-        computed = add_history_features(table.select([spec.entity, day]), [spec.entity], labels,
+        if id(spec) not in labels:
+            labels[id(spec)] = history_label_values(table, config, spec.labels)
+        computed = add_history_features(table.select([spec.entity, day]), [spec.entity], labels[id(spec)],
                                         day, smoothing=spec.smoothing,
                                         window=spec.window_days(window), prefix=spec.tag(window),
                                         counted=spec.counted)

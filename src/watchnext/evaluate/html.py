@@ -22,6 +22,7 @@ import numpy as np
 
 from watchnext.artifacts.atomic import write_bytes_atomic
 from watchnext.evaluate import tables
+from watchnext.evaluate.bias import ALL_DEVICES, LearnedBias
 from watchnext.evaluate.schema import ModelReport, Report
 
 if TYPE_CHECKING:
@@ -246,7 +247,7 @@ def bias_figure(report: Report) -> Figure | None:
         for device, points in curves.items():
             positions = sorted(points)
             ax.plot(positions, [points[p] for p in positions], marker="o", markersize=3,
-                    label="all (no device column)" if device == "<missing>" else device)
+                    label="all (no device column)" if device == ALL_DEVICES else device)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.set_xlabel("position (1 = top)")
@@ -256,11 +257,8 @@ def bias_figure(report: Report) -> Figure | None:
 
 
 def bias_curves(bias: Mapping[str, Any]) -> dict[str, dict[str, dict[int, float]]]:
-    """``{task: {device: {position: logit}}}`` from the report's ``learned_bias``
-    (``{task: {"curves": {device: {"1": logit, ...}}, "serving": ...}}``)."""
-    return {task: {str(device): {int(p): float(v) for p, v in points.items()}
-                   for device, points in value["curves"].items()}
-            for task, value in (bias or {}).items()}
+    """``{task: {device: {position: logit}}}`` from the report's ``learned_bias``."""
+    return {task: LearnedBias.from_json(value).curves for task, value in (bias or {}).items()}
 
 
 def _kept_index(model: ModelReport) -> int | None:
