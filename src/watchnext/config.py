@@ -439,7 +439,7 @@ def _validate(cfg: RunConfig) -> None:
     _validate_bias(cfg.bias)
     _validate_model(cfg.model)
     _validate_train(cfg.train)
-    _validate_data(cfg.data, cfg)
+    _validate_data(cfg.data)
 
 
 def _validate_feature(f: FeatureSpec, key: str) -> None:
@@ -585,7 +585,7 @@ def day_ranges(entries: tuple[str, ...], key: str) -> list[tuple[Any, Any]]:
     return out
 
 
-def _validate_data(d: DataSpec, cfg: RunConfig) -> None:
+def _validate_data(d: DataSpec) -> None:
     sources = [k for k in ("dataset", "path", "train") if getattr(d, k)]
     if len(sources) > 1:
         raise ConfigError(f"data.{sources[1]}: the data has one source; data.{sources[0]} is "

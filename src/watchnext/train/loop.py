@@ -129,6 +129,7 @@ class _Day:
     started: float = field(default_factory=time.perf_counter)
     cpu_started: float = field(default_factory=time.process_time)
     steps_run: int = 0
+    steps: int = 0  # steps in one pass over the day (fixed per day; read at every step)
 
     def seconds(self) -> float:
         return self.before + time.perf_counter() - self.started
@@ -289,7 +290,7 @@ class _Run:
                 continue  # read ahead before early stopping: never trained
             if current is None:
                 current = self._start_day(day)
-            steps = self.layout.steps(day)
+            steps = current.steps
             if parts is not None:
                 if step == 0 or self.bar.label is None:
                     self.bar.start(day.num_rows, f"{day.name} epoch {epoch + 1}")
@@ -330,7 +331,8 @@ class _Run:
         p = self.progress
         width = self.n_tasks + 1 + len(_REASON_KEYS)
         current = _Day(day, torch.zeros(width, dtype=torch.float64),
-                       torch.zeros(self.n_tasks, dtype=torch.float64))
+                       torch.zeros(self.n_tasks, dtype=torch.float64),
+                       steps=self.layout.steps(day))
         resumed = p["cursor"]["day"] == day.name
         if resumed and p["partial"]:
             partial = p["partial"]
@@ -342,7 +344,7 @@ class _Run:
         epochs = self.order["epochs_per_day"]
         where = f", resuming at epoch {p['cursor']['epoch'] + 1} step {p['cursor']['step']}" \
             if resumed else ""
-        self.log(f"day {day.name}: {day.num_rows:,} rows, {self.layout.steps(day):,} steps x "
+        self.log(f"day {day.name}: {day.num_rows:,} rows, {current.steps:,} steps x "
                  f"{epochs} epoch(s){where}")
         return current
 
@@ -372,7 +374,7 @@ class _Run:
 
     def _end_epoch(self, current: _Day, valid: Batch | None) -> None:
         """Record the epoch's mean loss; under early stopping, validate and maybe stop the day."""
-        steps = max(self.layout.steps(current.day), 1)
+        steps = max(current.steps, 1)
         losses = (self._reduced(current.epoch_acc) / steps).tolist()
         current.epochs.append(self._named(losses))
         current.epoch_acc.zero_()
@@ -394,7 +396,7 @@ class _Run:
         for b in self.bad_files:
             if b.day == day.name and b.rows:
                 totals[n + 1 + _REASON_KEYS.index(b.reason)] += b.rows
-        steps = self.layout.steps(day) * len(current.epochs)
+        steps = current.steps * len(current.epochs)
         losses = (totals[:n] / max(steps, 1)).tolist()
         trained = int(totals[n])
         record = {
