@@ -82,13 +82,25 @@ def check_rows(config: RunConfig, table: pa.Table) -> RowCheck:
     return check
 
 
+def drop_bad_rows(config: RunConfig, table: pa.Table, skip_bad: bool) -> tuple[pa.Table, Counter]:
+    """``table`` without its bad rows and their count by reason; with ``skip_bad`` off, the first
+    bad row's error instead (every reader applies the same rule through here)."""
+    check = check_rows(config, table)
+    if check.first is None:
+        return table, check.reasons
+    if not skip_bad:
+        raise check.first
+    return table.filter(pa.array(~check.bad)), check.reasons
+
+
 def _label_problems(table: pa.Table, task: TaskSpec) -> list[_Problem]:
     inputs = sorted(expressions.columns(task.label))
     context = f"tasks {task.name!r}"
-    values = expressions.evaluate(task.label, lambda c: _floats(table, c, context))
+    columns = {c: _floats(table, c, context) for c in inputs}
+    values = expressions.evaluate(task.label, columns.__getitem__)
     absent = np.zeros(table.num_rows, bool)  # null or NaN in an input: the encoder's rule
-    for c in inputs:
-        absent |= np.isnan(_floats(table, c, context))
+    for column in columns.values():
+        absent |= np.isnan(column)
     column = inputs[0] if len(inputs) == 1 else task.label
     bad = ~absent & ~np.isfinite(values)
     if task.type == "binary":

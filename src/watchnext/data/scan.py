@@ -27,7 +27,7 @@ from watchnext.data.encoder import FeatureEncoder, _as_lists, _floats, _transfor
 from watchnext.data.errors import DataError
 from watchnext.data.hashing import HashedVocabulary
 from watchnext.data.partitions import DayPartition
-from watchnext.data.rowcheck import check_rows
+from watchnext.data.rowcheck import drop_bad_rows
 from watchnext.data.streaming import StreamLayout, needed_columns, read_range
 from watchnext.data.vocab import Vocabulary, _as_strings
 
@@ -127,13 +127,9 @@ def scan(config: RunConfig, days: Sequence[DayPartition], layout: StreamLayout,
 
 def _check(config: RunConfig, table: pa.Table, skip_bad: bool, result: ScanResult) -> pa.Table:
     result.rows += table.num_rows
-    check = check_rows(config, table)
-    if check.first is None:
-        return table
-    if not skip_bad:
-        raise check.first
-    result.skipped.update(check.reasons)
-    return table.filter(pa.array(~check.bad))
+    table, reasons = drop_bad_rows(config, table, skip_bad)
+    result.skipped.update(reasons)
+    return table
 
 
 def _count(config: RunConfig, table: pa.Table, counters: dict[str, _IdCounts],

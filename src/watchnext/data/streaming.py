@@ -35,7 +35,7 @@ from watchnext.data.encoder import FeatureEncoder
 from watchnext.data.errors import DataError
 from watchnext.data.io import ROW_COLUMN, SOURCE_COLUMN
 from watchnext.data.partitions import DayPartition, FileInfo, column_roles, open_parquet
-from watchnext.data.rowcheck import check_rows
+from watchnext.data.rowcheck import drop_bad_rows
 
 
 @dataclass(frozen=True)
@@ -217,13 +217,9 @@ def window_table(window: Window, config: RunConfig, skip_bad: bool, skipped: Ski
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise DataError(f"files disagree on column types: {exc}",
                         file=tables[0][SOURCE_COLUMN][0].as_py()) from exc
-    check = check_rows(config, table)
-    if check.first is not None:
-        if not skip_bad:
-            raise check.first
-        for reason, n in check.reasons.items():
-            skipped.add(reason, n)
-        table = table.filter(pa.array(~check.bad))
+    table, reasons = drop_bad_rows(config, table, skip_bad)
+    for reason, n in reasons.items():
+        skipped.add(reason, n)
     return table
 
 

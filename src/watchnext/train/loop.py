@@ -36,7 +36,7 @@ from watchnext.config import ConfigError, RunConfig
 from watchnext.data.batch import Batch
 from watchnext.data.encoder import FeatureEncoder
 from watchnext.data.errors import DataError
-from watchnext.data.rowcheck import REASONS, check_rows
+from watchnext.data.rowcheck import REASONS, drop_bad_rows
 from watchnext.data.streaming import Day, ShardCursor, StepPart, StreamLayout, prefetch, shard_steps
 from watchnext.model.cost import multiplications
 from watchnext.model.ranker import MultitaskRanker
@@ -260,12 +260,9 @@ class _Run:
     def _valid_batch(self, encoder: FeatureEncoder, table: pa.Table | None) -> Batch | None:
         if table is None or not self.group.is_main:
             return None
-        check = check_rows(self.config, table)
-        if check.first is not None:
-            if not self.options.skip_bad_rows:
-                raise check.first
-            self.log(f"validation data: skipping {check.num_bad:,} bad rows")
-            table = table.filter(pa.array(~check.bad))
+        table, reasons = drop_bad_rows(self.config, table, self.options.skip_bad_rows)
+        if reasons:
+            self.log(f"validation data: skipping {sum(reasons.values()):,} bad rows")
         return encoder.transform(table)
 
     def _log_skipped(self, rows: Counter, files: list[dict[str, Any]]) -> None:

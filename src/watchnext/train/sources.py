@@ -22,7 +22,7 @@ from watchnext.config import RunConfig
 from watchnext.data.batch import Batch
 from watchnext.data.encoder import FeatureEncoder
 from watchnext.data.partitions import BadFile, discover_days
-from watchnext.data.rowcheck import check_rows
+from watchnext.data.rowcheck import drop_bad_rows
 from watchnext.data.scan import build_encoder, gathered, scan
 from watchnext.data.streaming import Day, StreamLayout, TableDay
 from watchnext.train.distributed import Distributed
@@ -133,13 +133,9 @@ class TableSource:
 
 def _checked(config: RunConfig, table: pa.Table, skip_bad: bool, skipped: Counter) -> pa.Table:
     """``table`` without its bad rows (counted in ``skipped``), or the first one's error."""
-    check = check_rows(config, table)
-    if check.first is None:
-        return table
-    if not skip_bad:
-        raise check.first
-    skipped.update(check.reasons)
-    return table.filter(pa.array(~check.bad))
+    table, reasons = drop_bad_rows(config, table, skip_bad)
+    skipped.update(reasons)
+    return table
 
 
 def _ordinal(name: str, index: int) -> int:
