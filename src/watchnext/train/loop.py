@@ -42,7 +42,7 @@ from watchnext.model.cost import multiplications
 from watchnext.model.ranker import MultitaskRanker
 from watchnext.train import recovery
 from watchnext.train.distributed import Distributed
-from watchnext.train.losses import early_stopping_loss
+from watchnext.train.losses import early_stopping_loss, named_losses
 from watchnext.train.policy import EarlyStopping
 from watchnext.train.progress import ProgressBar
 from watchnext.train.sources import Source
@@ -145,7 +145,6 @@ class _Run:
         self.config, self.source, self.run_dir, self.options, self.group = \
             config, source, run_dir, options, group
         self.log = (log or _quiet) if group.is_main else _quiet  # only rank 0 speaks
-        self.weights = [t.loss_weight for t in config.tasks]
         self.n_tasks = len(config.tasks)
 
     def run(self, valid_table: pa.Table | None, early_stopping: bool) -> LoopResult:
@@ -360,7 +359,7 @@ class _Run:
         current.steps_run += 1
         self.progress["global_step"] += 1
         self.bar.advance(sum(len(part.batch) for part in parts),
-                         float(sum(w * v for w, v in zip(self.weights, shares.tolist(), strict=True))))
+                         named_losses(self.config.tasks, shares.tolist())["total"])
 
     def _next_cursor(self, day: Day, epoch: int, step: int, steps: int) -> dict[str, Any]:
         epoch, step = (epoch, step + 1) if step + 1 < steps else (epoch + 1, 0)
@@ -373,7 +372,7 @@ class _Run:
         """Record the epoch's mean loss; under early stopping, validate and maybe stop the day."""
         steps = max(current.steps, 1)
         losses = (self._reduced(current.epoch_acc) / steps).tolist()
-        current.epochs.append(self._named(losses))
+        current.epochs.append(named_losses(self.config.tasks, losses))
         current.epoch_acc.zero_()
         if self.policy is None:
             return
@@ -400,7 +399,7 @@ class _Run:
             "day": day.name, "rows": day.num_rows, "steps": steps, "rows_trained": trained,
             "rows_skipped": {k: int(v) for k, v in zip(_REASON_KEYS, totals[n + 1:].tolist(),
                                                         strict=True) if v},
-            "loss": self._named(losses), "epochs": current.epochs,
+            "loss": named_losses(self.config.tasks, losses), "epochs": current.epochs,
             "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
             "examples_per_s": round(trained / seconds, 1) if seconds > 0 else None,
         }
@@ -432,11 +431,6 @@ class _Run:
     def _reduced(self, acc: torch.Tensor) -> torch.Tensor:
         """``acc`` summed over processes (a collective: every process calls it at the same step)."""
         return self.group.all_reduce_sum(acc.to(self.group.device, copy=True)).cpu()
-
-    def _named(self, losses: list[float]) -> dict[str, float]:
-        out = dict(zip(self.config.task_names, losses, strict=True))
-        out["total"] = float(sum(w * v for w, v in zip(self.weights, losses, strict=True)))
-        return out
 
     # --- checkpoints and metrics (rank 0 writes) --------------------------------------------
 

@@ -5,10 +5,12 @@ A label that is NaN (absent, e.g. an unanswered survey) contributes nothing to i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch.nn import functional as F
 
-from watchnext.config import RunConfig
+from watchnext.config import RunConfig, TaskSpec
 
 
 def per_task_losses(logits: torch.Tensor, labels: torch.Tensor, is_binary: torch.Tensor
@@ -24,6 +26,13 @@ def per_task_losses(logits: torch.Tensor, labels: torch.Tensor, is_binary: torch
 
 def weighted_total(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (losses * weights).sum()
+
+
+def named_losses(tasks: Sequence[TaskSpec], values: Sequence[float]) -> dict[str, float]:
+    """Per-task losses by name, and ``total``: their sum weighted by each task's loss_weight."""
+    out = {t.name: float(v) for t, v in zip(tasks, values, strict=True)}
+    out["total"] = float(sum(t.loss_weight * v for t, v in zip(tasks, values, strict=True)))
+    return out
 
 
 def early_stopping_loss(valid: dict[str, float], config: RunConfig) -> float:

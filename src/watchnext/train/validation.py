@@ -12,7 +12,7 @@ import torch
 from watchnext.config import TaskSpec
 from watchnext.data.batch import Batch, iterate
 from watchnext.model.ranker import MultitaskRanker
-from watchnext.train.losses import per_task_losses
+from watchnext.train.losses import named_losses, per_task_losses
 from watchnext.train.step import to_device
 
 
@@ -31,7 +31,4 @@ def validation_losses(model: MultitaskRanker, batch: Batch, tasks: Sequence[Task
         sums += losses.cpu().to(torch.float64) * present
         counts += present
     model.train(was_training)
-    means = (sums / counts.clamp_min(1)).tolist()
-    out = {t.name: m for t, m in zip(tasks, means, strict=True)}
-    out["total"] = float(sum(t.loss_weight * m for t, m in zip(tasks, means, strict=True)))
-    return out
+    return named_losses(tasks, (sums / counts.clamp_min(1)).tolist())
