@@ -71,29 +71,32 @@ def evaluate(model_dir: str | Path, data: list[Path] | None = None) -> schema.Re
     training history comes from the ``metrics.json`` that ``train`` left beside the model."""
     ranker = Ranker.load(model_dir)
     if data:
-        name, label = "data", ", ".join(str(p) for p in data)
-        table = read_tables([str(p) for p in data])
-    else:
-        name, label, table = "test", "test split", sources.load_splits(ranker.config).get("test")
-        if table is None:
-            raise ConfigError("data.test: the config has no test split; pass --data FILES")
-    model = ranker.model_report({name: schema.evaluation(ranker.evaluate(table), label)})
-    model.training = _saved_training(Path(model_dir).parent / "metrics.json", model.name)
-    return schema.Report("evaluate", {ranker.config.name: model})
+        return _loaded_report("evaluate", ranker, model_dir, data)
+    table = sources.load_splits(ranker.config).get("test")
+    if table is None:
+        raise ConfigError("data.test: the config has no test split; pass --data FILES")
+    return _loaded_report("evaluate", ranker, model_dir, None, ("test", "test split", table))
 
 
 def inspect(model_dir: str | Path, data: list[Path] | None = None) -> schema.Report:
     """What needs no data (config, cost, learned bias, and the training history that ``train``
     left in ``metrics.json`` beside the model), and with ``data`` the gates and metrics."""
-    ranker = Ranker.load(model_dir)
-    evaluations = {}
+    return _loaded_report("inspect", Ranker.load(model_dir), model_dir, data)
+
+
+def _loaded_report(command: str, ranker: Ranker, model_dir: str | Path, data: list[Path] | None,
+                   split: tuple[str, str, pa.Table] | None = None) -> schema.Report:
+    """The report of a saved model: evaluated on ``data`` files or on ``split`` (name, label,
+    table) if given, with the training history that ``train`` left beside the checkpoint."""
     if data:
-        table = read_tables([str(p) for p in data])
-        evaluations["data"] = schema.evaluation(ranker.evaluate(table),
-                                                ", ".join(str(p) for p in data))
+        split = ("data", ", ".join(str(p) for p in data), read_tables([str(p) for p in data]))
+    evaluations = {}
+    if split is not None:
+        name, label, table = split
+        evaluations[name] = schema.evaluation(ranker.evaluate(table), label)
     model = ranker.model_report(evaluations)
     model.training = _saved_training(Path(model_dir).parent / "metrics.json", model.name)
-    return schema.Report("inspect", {ranker.config.name: model})
+    return schema.Report(command, {ranker.config.name: model})
 
 
 def _saved_training(path: Path, name: str) -> schema.Training | None:
