@@ -82,6 +82,11 @@ Time = Annotated[dt.datetime, BeforeValidator(_parse_time),
                  WithJsonSchema({"type": "string", "format": "date-time", "pattern": RFC3339})]
 
 
+def as_id(value: str | int | None) -> str | None:
+    """An id as the model's vocabularies hold it: ids are compared as strings."""
+    return None if value is None else str(value)
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

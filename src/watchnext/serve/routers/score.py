@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 from watchnext.serve.dependencies import MetricsDep, Model, checked_device
 from watchnext.serve.routers import BODY_ERRORS
-from watchnext.serve.schemas import RankingResponse, ScoreRequest
+from watchnext.serve.schemas import RankingResponse, ScoreRequest, as_id
 
 router = APIRouter(tags=["recommend"])
 
@@ -15,8 +15,7 @@ def score(body: ScoreRequest, model: Model, metrics: MetricsDep) -> RankingRespo
     given: dict[str, str | int] = {}
     for candidate in body.candidates:
         given.setdefault(str(candidate), candidate)
-    user_id = None if body.user_id is None else str(body.user_id)
-    video_id = None if body.video_id is None else str(body.video_id)
+    user_id, video_id = as_id(body.user_id), as_id(body.video_id)
     ranking = model.score(user_id, video_id, checked_device(model, body.device), list(given),
                           k=body.k, when=body.time, details=body.details)
     metrics.ranked(ranking.known_user, video_id is not None and not ranking.known_video)
