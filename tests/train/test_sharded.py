@@ -29,6 +29,7 @@ from tests.train.test_distributed import _torchrun  # noqa: E402
 from watchnext.artifacts import checkpoint as ckpt  # noqa: E402
 from watchnext.config import ConfigError, config_from_dict  # noqa: E402
 from watchnext.data.encoder import FeatureEncoder  # noqa: E402
+from watchnext.model.keyed import fill_initial  # noqa: E402
 from watchnext.model.load import load_model  # noqa: E402
 from watchnext.model.ranker import MultitaskRanker  # noqa: E402
 from watchnext.train import recovery  # noqa: E402
@@ -49,6 +50,21 @@ def sharded_raw(batch_size: int = 64) -> dict:
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     return ckpt.read_checkpoint(run)["weights"]
+
+
+def test_initial_tables_do_not_depend_on_how_they_are_cut():
+    whole = torch.empty(150_000, 8)
+    fill_initial(whole, seed=3, table=1, dim=8)
+    parts = torch.empty(150_000, 8)
+    fill_initial(parts[:70_001], seed=3, table=1, dim=8)  # a cut inside a block
+    fill_initial(parts[70_001:, 4:], seed=3, table=1, dim=8, row=70_001, column=4)
+    fill_initial(parts[70_001:, :4], seed=3, table=1, dim=8, row=70_001)
+    assert torch.equal(whole, parts)
+    assert torch.equal(whole[0], torch.zeros(8))  # MISSING
+    assert whole[1:].std().item() == pytest.approx(0.05, rel=0.02)
+    other = torch.empty(10, 8)
+    fill_initial(other, seed=3, table=2, dim=8)
+    assert not torch.equal(other[1:], whole[1:10])  # each table its own values
 
 
 def test_the_exported_ranker_predicts_what_the_sharded_tables_trained(tmp_path):

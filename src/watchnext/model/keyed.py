@@ -70,15 +70,17 @@ class KeyedIdTables(nn.Module):
         return torch.cat([by_feature[name] for name in self.features], dim=1)
 
 
-def initial_rows(seed: int, table: int, start: int, stop: int, dim: int) -> torch.Tensor:
-    """Rows ``[start, stop)`` of table number ``table``'s initial values (row MISSING is zero)."""
-    first, last = start // _BLOCK, (stop - 1) // _BLOCK
-    blocks = []
-    for block in range(first, last + 1):
+def fill_initial(out: torch.Tensor, seed: int, table: int, dim: int, row: int = 0,
+                 column: int = 0) -> None:
+    """Write table number ``table``'s (``dim`` columns) initial values into ``out``, the part of
+    it from row ``row`` and column ``column`` (row MISSING is zero), one seeded block of rows at
+    a time, so the only temporary is one block."""
+    rows, columns = out.shape
+    for block in range(row // _BLOCK, (row + rows - 1) // _BLOCK + 1):
         key = np.random.SeedSequence([seed, table, block]).generate_state(1, np.uint64)[0]
         generator = torch.Generator().manual_seed(int(key >> np.uint64(1)))
-        blocks.append(torch.randn(_BLOCK, dim, generator=generator) * INIT_STD)
-    rows = torch.cat(blocks)[start - first * _BLOCK: stop - first * _BLOCK]
-    if start <= MISSING < stop:
-        rows[MISSING - start].zero_()
-    return rows
+        values = torch.randn(_BLOCK, dim, generator=generator)[:, column:column + columns] * INIT_STD
+        lo, hi = max(row, block * _BLOCK), min(row + rows, (block + 1) * _BLOCK)
+        out[lo - row:hi - row].copy_(values[lo - block * _BLOCK:hi - block * _BLOCK])
+    if row <= MISSING < row + rows:
+        out[MISSING - row].zero_()

@@ -84,7 +84,9 @@ class LoopOptions:
 
 @dataclass
 class LoopResult:
-    """What a run ended with; ``checkpoint`` is None when the run had no folder."""
+    """What a run ended with; ``checkpoint`` is None when the run had no folder. With sharded
+    tables (``train.embeddings = "sharded"``) under torchrun, only rank 0's ``model`` holds the
+    id tables (gathered at the end); the other processes get their table-less part."""
 
     model: MultitaskRanker
     encoder: FeatureEncoder

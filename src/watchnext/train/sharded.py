@@ -43,7 +43,7 @@ from torchrec.distributed.types import ShardingEnv, ShardingType
 from watchnext.config import RunConfig
 from watchnext.data.batch import Batch
 from watchnext.data.encoder import FeatureEncoder
-from watchnext.model.keyed import KeyedIdTables, initial_rows, table_name
+from watchnext.model.keyed import KeyedIdTables, fill_initial, table_name
 from watchnext.model.ranker import MultitaskRanker, RankerOutput
 from watchnext.train.distributed import Distributed
 from watchnext.train.step import MOMENTUM
@@ -134,10 +134,14 @@ class ShardedTables:
     def _initialise(self, seed: int) -> None:
         for index, weight in enumerate(self._weights().values()):
             for shard in weight.local_shards():
-                (r0, c0), (rows, cols) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+                row, column = shard.metadata.shard_offsets
                 dim = weight.metadata().size[1]
-                values = initial_rows(seed, index, r0, r0 + rows, dim)[:, c0:c0 + cols]
-                shard.tensor.copy_(values.to(shard.tensor.device))
+                if shard.tensor.device.type == "cpu":
+                    fill_initial(shard.tensor, seed, index, dim, row, column)
+                else:  # drawn on the CPU: the values do not depend on the device
+                    values = torch.empty(shard.tensor.shape)
+                    fill_initial(values, seed, index, dim, row, column)
+                    shard.tensor.copy_(values)
 
     def gather(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """A collective: ``({InputLayer weight name: full table}, {table name: Adagrad state})``

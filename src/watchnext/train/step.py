@@ -131,7 +131,10 @@ class TrainStep:
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """The plain ranker's weights and the optimiser's tensors, as a checkpoint stores them.
-        With sharded tables a collective (every process calls it), complete on rank 0 only."""
+        With sharded tables a collective (every process calls it); complete on rank 0 only
+        (the other processes get empty dicts: rank 0 writes checkpoints)."""
+        if self.tables is None and not self.group.is_main:
+            return {}, {}
         weights = dict(self.model.state_dict())
         optimizer = ckpt.optimizer_tensors(self.optimizer)
         if self.tables is not None:
