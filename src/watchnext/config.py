@@ -214,6 +214,9 @@ class TrainSpec:
     # torchrun); "sharded" = one TorchRec EmbeddingBagCollection sharded over the torchrun
     # processes, trained by a fused row-wise Adagrad (the `sharded` extra; docs/distributed.md)
     embeddings: Embeddings = "local"
+    # the sharded tables' row-wise Adagrad rate: Adagrad's steps shrink as squared gradients add
+    # up, so it wants a larger rate than Adam (docs/distributed.md measures 1e-3 against 1e-2)
+    sharded_learning_rate: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -523,6 +526,7 @@ def _validate_model(m: ModelSpec) -> None:
 def _validate_train(t: TrainSpec) -> None:
     _positive(t.batch_size, "train.batch_size")
     _positive(t.learning_rate, "train.learning_rate")
+    _positive(t.sharded_learning_rate, "train.sharded_learning_rate")
     _positive(t.weight_decay, "train.weight_decay", zero_ok=True)
     _positive(t.table_weight_decay, "train.table_weight_decay", zero_ok=True)
     _positive(t.max_epochs, "train.max_epochs")

@@ -7,13 +7,13 @@ kernels; table- or row-wise on CUDA), each process holding only its tables; the 
 ranker is data-parallel (DDP inside DMP), as in the local mode.
 
 The tables train with FBGEMM's fused kernels: the optimiser, exact row-wise Adagrad (the one
-that runs on CPU; Adam asserts "not supported in CPU mode"), is applied *inside the backward
-pass*, once per backward. So a step makes one lookup for all the parts this process trains
-(``ShardedNet``), and one backward: K shards on one process and on K processes then give the
-same update. Gradients reaching the tables are the sum over processes of each process's loss
-gradient (TorchRec does not average), while DDP averages the dense gradients; the step scales
-its loss by the world size for DDP (step.py), so the lookup's output scales its gradient back
-by 1/world.
+that runs on CPU; Adam asserts "not supported in CPU mode") at ``train.sharded_learning_rate``,
+is applied *inside the backward pass*, once per backward. So a step makes one lookup for all
+the parts this process trains (``ShardedNet``), and one backward: K shards on one process
+and on K processes then give the same update. Gradients reaching the tables are the sum over
+processes of each process's loss gradient (TorchRec does not average), while DDP averages the
+dense gradients; the step scales its loss by the world size for DDP (step.py), so the lookup's
+output scales its gradient back by 1/world.
 
 Checkpoints hold the plain ranker's weights: ``gather`` brings each table, shard by shard, to
 rank 0 (point-to-point, one table at a time) with its Adagrad state, and rank 0 writes the same
@@ -99,7 +99,7 @@ class ShardedTables:
         self.features = tables.features
         sharder = EmbeddingBagCollectionSharder(fused_params={
             "optimizer": EmbOptimType.EXACT_ROWWISE_ADAGRAD,
-            "learning_rate": config.train.learning_rate, "eps": ADAGRAD_EPS})
+            "learning_rate": config.train.sharded_learning_rate, "eps": ADAGRAD_EPS})
         cuda = group.device.type == "cuda"
         kinds = [ShardingType.TABLE_WISE.value] + ([ShardingType.ROW_WISE.value] if cuda else [])
         constraints = {table_name(f): ParameterConstraints(
