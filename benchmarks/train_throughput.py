@@ -38,12 +38,16 @@ BATCH, THREADS, LR, SEED = 4096, 2, 1e-3, 0
 EVAL_BATCH = BATCH  # evaluation (predict) batch, the same for every library
 
 # name -> what runs in the child: library, watchnext model and [train] overrides. watchnext rows
-# use row-wise embedding updates (train.sparse_embeddings) unless they say "dense Adam".
+# use row-wise embedding updates (train.sparse_embeddings) unless they say "dense Adam" or "fused
+# row-wise Adagrad" (train.embeddings = "sharded" in one process: TorchRec's FBGEMM kernels, the
+# `sharded` extra).
 PEER_MODEL = {"kind": "mmoe", "bottom_units": [], "gate_input": "input"}
 ROWWISE = {"sparse_embeddings": True}
 RUNS: dict[str, dict[str, Any]] = {
     "watchnext MMoE (peer architecture)": {"lib": "watchnext", "model": PEER_MODEL, "train": ROWWISE},
     "watchnext MMoE (peer architecture, dense Adam)": {"lib": "watchnext", "model": PEER_MODEL},
+    "watchnext MMoE (peer architecture, fused row-wise Adagrad)": {
+        "lib": "watchnext", "model": PEER_MODEL, "train": {"embeddings": "sharded"}},
     "watchnext MMoE (paper: shared bottom 128)": {
         "lib": "watchnext", "train": ROWWISE,
         "model": {"kind": "mmoe", "bottom_units": list(PAPER_BOTTOM), "gate_input": "bottom"}},

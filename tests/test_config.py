@@ -291,3 +291,22 @@ def test_early_stopping_criterion_is_validated():
     raw = _broken(lambda r: r["train"].update(early_stopping="click"))
     with pytest.raises(ConfigError, match="train.early_stopping.*one of total, engagement"):
         config_from_dict(raw)
+
+
+@pytest.mark.parametrize("train, features, message", [
+    ({}, {"hour": 4}, r"features\[3\]\.embedding_dim: 3 is not a multiple of 4"),
+    ({"sparse_embeddings": True}, {"tags": 4, "hour": 4}, r"train\.sparse_embeddings: not with"),
+    ({"precision": "bf16"}, {"tags": 4, "hour": 4}, r"train\.precision: .* fp32 only"),
+    ({"weight_decay": 0.01}, {"tags": 4, "hour": 4}, r"train\.weight_decay, .*fused row-wise"),
+])
+def test_sharded_embeddings_refuse_what_the_fused_tables_cannot_do(train, features, message):
+    raw = small_config_dict()
+    raw["train"].update({"embeddings": "sharded", **train})
+    for feature in raw["features"]:
+        if feature["name"] in features:
+            feature["embedding_dim"] = features[feature["name"]]
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)
+    raw["train"]["embeddings"] = "replicated"
+    with pytest.raises(ConfigError, match=r"train\.embeddings"):
+        config_from_dict(raw)

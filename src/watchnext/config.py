@@ -35,6 +35,7 @@ ModelKind = Literal["mmoe", "shared_bottom", "ple"]
 GateInput = Literal["bottom", "input"]
 Precision = Literal["fp32", "bf16"]
 Device = Literal["auto", "cpu", "cuda"]
+Embeddings = Literal["local", "sharded"]
 BiasMissing = Literal["exposure_mean", "dropout"]
 EarlyStoppingOn = Literal["total", "engagement"]
 
@@ -209,6 +210,13 @@ class TrainSpec:
     retain_freed_memory: bool = True
     # where the model, batches and optimiser state live: "auto" = CUDA when available, else CPU
     device: Device = "auto"
+    # where the id tables live: "local" = nn.Embedding in every process (replicated under
+    # torchrun); "sharded" = one TorchRec EmbeddingBagCollection sharded over the torchrun
+    # processes, trained by a fused row-wise Adagrad (the `sharded` extra; docs/distributed.md)
+    embeddings: Embeddings = "local"
+    # the sharded tables' row-wise Adagrad rate: Adagrad's steps shrink as squared gradients add
+    # up, so it wants a larger rate than Adam (docs/distributed.md measures 1e-3 against 1e-2)
+    sharded_learning_rate: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -439,6 +447,7 @@ def _validate(cfg: RunConfig) -> None:
     _validate_bias(cfg.bias)
     _validate_model(cfg.model)
     _validate_train(cfg.train)
+    _validate_sharded(cfg)
     _validate_data(cfg.data)
 
 
@@ -517,6 +526,7 @@ def _validate_model(m: ModelSpec) -> None:
 def _validate_train(t: TrainSpec) -> None:
     _positive(t.batch_size, "train.batch_size")
     _positive(t.learning_rate, "train.learning_rate")
+    _positive(t.sharded_learning_rate, "train.sharded_learning_rate")
     _positive(t.weight_decay, "train.weight_decay", zero_ok=True)
     _positive(t.table_weight_decay, "train.table_weight_decay", zero_ok=True)
     _positive(t.max_epochs, "train.max_epochs")
@@ -526,6 +536,27 @@ def _validate_train(t: TrainSpec) -> None:
         raise ConfigError("train.sparse_embeddings: row-wise Adam has no weight decay; set "
                           "train.weight_decay and train.table_weight_decay to 0 or "
                           "train.sparse_embeddings = false")
+
+
+def _validate_sharded(cfg: RunConfig) -> None:
+    """What the fused TorchRec tables cannot do, refused at load time rather than mid-run."""
+    t = cfg.train
+    if t.embeddings != "sharded":
+        return
+    for name in ("sparse_embeddings", "compile"):
+        if getattr(t, name):
+            raise ConfigError(f"train.{name}: not with train.embeddings = 'sharded' (the sharded "
+                              "tables have their own fused optimiser and kernels)")
+    if t.weight_decay or t.table_weight_decay:
+        raise ConfigError("train.weight_decay, train.table_weight_decay: not supported with "
+                          "train.embeddings = 'sharded' (the fused row-wise Adagrad has none)")
+    if t.precision != "fp32":
+        raise ConfigError("train.precision: train.embeddings = 'sharded' trains in fp32 only")
+    for i, f in enumerate(cfg.features):
+        if f.kind != "numeric" and f.embedding_dim % 4:
+            raise ConfigError(f"features[{i}].embedding_dim: {f.embedding_dim} is not a multiple "
+                              "of 4, which FBGEMM's fused tables (train.embeddings = 'sharded') "
+                              "require")
 
 
 def _validate_history(h: HistorySpec, key: str, blocks: tuple[HistorySpec, ...],

@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import sys
+
 import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tests.conftest import make_impressions
+from tests.conftest import make_impressions, small_config_dict
 from tests.streamdata import stream_config, write_days
 from watchnext.api import Ranker
-from watchnext.config import ConfigError
+from watchnext.config import ConfigError, config_from_dict
 from watchnext.data.encoder import FeatureEncoder
 from watchnext.model.ranker import MultitaskRanker
 from watchnext.train import step as step_module
@@ -138,3 +140,18 @@ def test_training_on_cuda_matches_the_cpu(config, impressions, tmp_path):
         [("d", impressions)], tmp_path / "run", checkpoint_every=3)
     resumed = Ranker.load(tmp_path / "run")
     torch.testing.assert_close(resumed.predict(impressions), sequential.predict(impressions))
+
+
+
+def test_sharded_tables_without_torchrec_name_the_extra(monkeypatch):
+    raw = small_config_dict()
+    raw["train"]["embeddings"] = "sharded"
+    for feature in raw["features"]:
+        if feature["kind"] != "numeric":
+            feature["embedding_dim"] = 4
+    config = config_from_dict(raw)
+    encoder = FeatureEncoder(config).fit(make_impressions())
+    model = MultitaskRanker(config, encoder, id_tables=False)
+    monkeypatch.setitem(sys.modules, "watchnext.train.sharded", None)  # as if not installed
+    with pytest.raises(ConfigError, match="needs TorchRec: install the `sharded` extra"):
+        TrainStep(config, model, Distributed(), encoder)

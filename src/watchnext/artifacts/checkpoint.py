@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,22 +34,29 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete or corrupt."""
 
 
+Tensors = Mapping[str, torch.Tensor]
+
+
 def save_checkpoint(directory: str | Path, *, config: RunConfig, encoder_state: dict[str, Any],
-                    model: torch.nn.Module, state: dict[str, Any],
-                    optimizer: torch.optim.Optimizer | None = None) -> Path:
-    """Write a checkpoint folder atomically; an existing folder of that name is replaced."""
+                    model: torch.nn.Module | Tensors, state: dict[str, Any],
+                    optimizer: torch.optim.Optimizer | Tensors | None = None) -> Path:
+    """Write a checkpoint folder atomically; an existing folder of that name is replaced.
+    ``model`` and ``optimizer`` may be given as their tensors already (``optimizer_tensors``'
+    names): sharded training assembles them from several processes."""
     directory = Path(directory)
     tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    weights = model.state_dict() if isinstance(model, torch.nn.Module) else model
     files = {
         "config.json": json.dumps(config.to_dict(), indent=2).encode(),
         "encoder.json": json.dumps(encoder_state).encode(),
         "model.safetensors": st_save({k: v.detach().cpu().contiguous() for k, v in
-                                      model.state_dict().items()}),
+                                      weights.items()}),
     }
     if optimizer is not None:
-        files["optimizer.safetensors"] = st_save(optimizer_tensors(optimizer))
+        tensors = optimizer if isinstance(optimizer, Mapping) else optimizer_tensors(optimizer)
+        files["optimizer.safetensors"] = st_save(dict(tensors))
     state = {**state, "sha256": {name: hashlib.sha256(data).hexdigest()
                                  for name, data in files.items()}}
     files["state.json"] = json.dumps(state, indent=2).encode()

@@ -41,11 +41,13 @@ class RankerOutput:
 class MultitaskRanker(nn.Module):
     """SharedBottom, MMoE or PLE ranker with an optional shallow tower for selection bias."""
 
-    def __init__(self, config: RunConfig, encoder: FeatureEncoder, sparse: bool = False):
+    def __init__(self, config: RunConfig, encoder: FeatureEncoder, sparse: bool = False,
+                 id_tables: bool = True):
+        """``id_tables=False``: the id embeddings are given to ``forward`` (sharded tables)."""
         super().__init__()
         m, tasks = config.model, config.tasks
         self.kind = m.kind
-        self.inputs = InputLayer(encoder, sparse=sparse)
+        self.inputs = InputLayer(encoder, sparse=sparse, id_tables=id_tables)
         self.bottom = mlp(self.inputs.out_dim, m.bottom_units, m.dropout)
         # bottom_units = []: no shared bottom, experts and gates sit on the input layer itself
         bottom_dim = m.bottom_units[-1] if m.bottom_units else self.inputs.out_dim
@@ -79,9 +81,11 @@ class MultitaskRanker(nn.Module):
             self.adversary = PositionAdversary(bottom_dim, config.bias.max_position,
                                                config.bias.adversarial_weight)
 
-    def forward(self, batch: Batch, serving: bool = False) -> RankerOutput:
-        """``serving=True`` treats the position as missing, whatever the batch holds."""
-        x = self.inputs(batch)
+    def forward(self, batch: Batch, serving: bool = False,
+                embedded: torch.Tensor | None = None) -> RankerOutput:
+        """``serving=True`` treats the position as missing, whatever the batch holds;
+        ``embedded``: the id embeddings, for a ranker built without its id tables."""
+        x = self.inputs(batch, embedded)
         h = self.bottom(x)
         gates = None
         if self.mmoe is not None:

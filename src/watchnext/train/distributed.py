@@ -53,9 +53,11 @@ class Distributed:
         return self.world > 1
 
     @classmethod
-    def from_env(cls, device: str = "auto", timeout_minutes: float = 30.0) -> Distributed:
+    def from_env(cls, device: str = "auto", timeout_minutes: float = 30.0,
+                 group_alone: bool = False) -> Distributed:
         """Join the process group torchrun described, or run alone when there is none;
-        ``device`` is ``train.device``."""
+        ``device`` is ``train.device``. ``group_alone``: a process running alone still gets a
+        process group of one (TorchRec's sharded tables need one), left again by ``close``."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         place = resolve_device(device, local_rank)
@@ -63,7 +65,11 @@ class Distributed:
         if cuda:
             torch.cuda.set_device(place)
         if world <= 1:
-            return cls(device=place)
+            owns = group_alone and not dist.is_initialized()
+            if owns:
+                dist.init_process_group("nccl" if cuda else "gloo", store=dist.HashStore(),
+                                        rank=0, world_size=1)
+            return cls(device=place, owns_group=owns)
         owns = not dist.is_initialized()
         if owns:
             dist.init_process_group("nccl" if cuda else "gloo",

@@ -84,7 +84,9 @@ class LoopOptions:
 
 @dataclass
 class LoopResult:
-    """What a run ended with; ``checkpoint`` is None when the run had no folder."""
+    """What a run ended with; ``checkpoint`` is None when the run had no folder. With sharded
+    tables (``train.embeddings = "sharded"``) under torchrun, only rank 0's ``model`` holds the
+    id tables (gathered at the end); the other processes get their table-less part."""
 
     model: MultitaskRanker
     encoder: FeatureEncoder
@@ -107,7 +109,8 @@ def train(config: RunConfig, source: Source, run_dir: str | Path | None = None,
     """
     options = options or LoopOptions()
     options.check()
-    group = Distributed.from_env(config.train.device)
+    group = Distributed.from_env(config.train.device,
+                                 group_alone=config.train.embeddings == "sharded")
     try:
         return _Run(config, source, Path(run_dir) if run_dir else None, options, group, log
                     ).run(valid, early_stopping)
@@ -153,6 +156,10 @@ class _Run:
         if early_stopping and (valid_table is None or self.run_dir is not None or group.active):
             raise ConfigError("early stopping needs validation data, one process and no run "
                               "folder (its best epoch is kept in memory)")
+        if cfg.train.embeddings == "sharded" and (early_stopping or valid_table is not None):
+            raise ConfigError("train.embeddings = 'sharded': no validation during training (the "
+                              "tables live on several processes); evaluate the checkpoint it "
+                              "writes instead")
         days = self.source.days(cfg, opts.skip_bad_rows)
         saved, refused = self._find_checkpoint()
         state = saved["state"] if saved else {}
@@ -178,13 +185,12 @@ class _Run:
         valid = self._valid_batch(encoder, valid_table)
 
         torch.manual_seed(cfg.train.seed)
-        model = MultitaskRanker(cfg, encoder, sparse=cfg.train.sparse_embeddings)
-        if saved:
-            model.load_state_dict(saved["weights"])
+        model = MultitaskRanker(cfg, encoder, sparse=cfg.train.sparse_embeddings,
+                                id_tables=cfg.train.embeddings == "local")
         model.to(group.device)
-        self.train_step = TrainStep(cfg, model, group)
+        self.train_step = TrainStep(cfg, model, group, encoder)
         if saved:
-            ckpt.load_optimizer_tensors(self.train_step.optimizer, saved["optimizer"])
+            self.train_step.restore(saved["weights"], saved["optimizer"])
         self.model, self.encoder, self.layout, self.local = model, encoder, layout, local
         self.policy = EarlyStopping(cfg.train.patience) if early_stopping else None
 
@@ -199,6 +205,8 @@ class _Run:
                  f"(+{cost['shallow_tower']:,} in the training-only shallow tower); "
                  f"{group.world} process(es) on {group.device}, {layout.shards} shard(s) of "
                  f"{layout.part_rows} rows per step, shuffle window {layout.window_rows:,} rows")
+        if self.train_step.tables is not None:
+            self.log(f"sharded id tables: {self.train_step.tables.describe()}")
         self.progress = {
             "global_step": state.get("global_step", 0), "days_done": list(done), "cursor": cursor,
             "days": state.get("days", []), "partial": state.get("partial"),
@@ -208,8 +216,9 @@ class _Run:
         self.bar = ProgressBar(cfg.train.progress and group.is_main)
         last = self._train(prepared.days, valid) or (saved["path"] if saved else None)
         self._write_metrics()
+        trained = self.train_step.export()
         group.barrier()  # every process returns once rank 0's last checkpoint is in place
-        return LoopResult(model, encoder, self.progress["global_step"], self._metrics(),
+        return LoopResult(trained, encoder, self.progress["global_step"], self._metrics(),
                           self.run_dir, last)
 
     # --- resuming -------------------------------------------------------------------------
@@ -437,7 +446,10 @@ class _Run:
     def _checkpoint(self, partial: dict[str, Any] | None) -> Path | None:
         p = self.progress
         p["partial"] = partial
-        if not self.group.is_main or self.run_dir is None:
+        if self.run_dir is None:
+            return None
+        weights, optimizer = self.train_step.state()  # sharded tables: every process sends
+        if not self.group.is_main:
             return None
         state = {
             "global_step": p["global_step"], "cursor": p["cursor"], "days_done": p["days_done"],
@@ -446,8 +458,8 @@ class _Run:
             "world_size": self.group.world,
         }
         path = recovery.save(self.run_dir, p["global_step"], self.options.keep, config=self.config,
-                             encoder_state=self.encoder.state_dict(), model=self.model,
-                             state=state, optimizer=self.train_step.optimizer)
+                             encoder_state=self.encoder.state_dict(), model=weights,
+                             state=state, optimizer=optimizer)
         self.log(f"checkpoint step {p['global_step']} -> {path}")
         return path
 

@@ -23,7 +23,7 @@ CHECKPOINTS = "checkpoints"
 _STEP = re.compile(r"^step-(\d+)$")
 SAME_SECTIONS = ("features", "tasks", "bias", "model")
 SAME_TRAIN_KEYS = ("learning_rate", "weight_decay", "batch_size", "seed", "sparse_embeddings",
-                   "precision")
+                   "precision", "embeddings", "sharded_learning_rate")
 
 
 def check_resume(saved: RunConfig, given: RunConfig) -> None:

@@ -27,14 +27,18 @@ from collections.abc import Sequence
 
 import torch
 
+from watchnext.artifacts import checkpoint as ckpt
 from watchnext.config import ConfigError, RunConfig
 from watchnext.data.batch import Batch
+from watchnext.data.encoder import FeatureEncoder
 from watchnext.model.adversarial import position_loss
-from watchnext.model.ranker import MultitaskRanker
+from watchnext.model.ranker import MultitaskRanker, RankerOutput
 from watchnext.train.distributed import Distributed
 from watchnext.train.losses import per_task_losses, weighted_total
 from watchnext.train.optim import make_optimizer
 from watchnext.train.speed import autocast
+
+MOMENTUM = "rowwise_adagrad_sum"  # optimizer.safetensors: a sharded table's Adagrad state
 
 
 def check_step_settings(config: RunConfig, group: Distributed) -> None:
@@ -45,15 +49,33 @@ def check_step_settings(config: RunConfig, group: Distributed) -> None:
 
 
 class TrainStep:
-    """Model, optimiser and the step; ``model`` must already be on ``group.device``."""
+    """Model, optimiser and the step; ``model`` must already be on ``group.device``.
 
-    def __init__(self, config: RunConfig, model: MultitaskRanker, group: Distributed):
+    With ``train.embeddings = "sharded"`` the model is built without its id tables (the
+    ``id_tables=False`` ranker) and the step holds them as TorchRec's sharded tables
+    (train/sharded.py, which needs ``encoder``); ``state``, ``restore`` and ``export`` then
+    move them in and out as the plain ranker's weights, so checkpoints look the same.
+    """
+
+    def __init__(self, config: RunConfig, model: MultitaskRanker, group: Distributed,
+                 encoder: FeatureEncoder | None = None):
         check_step_settings(config, group)
         self.config, self.model, self.group = config, model, group
         self.device = group.device
         self.optimizer = make_optimizer(model, config)
         self.loss_weights = torch.tensor([t.loss_weight for t in config.tasks], device=self.device)
-        self.net = group.wrap(model)
+        self.tables = None
+        if config.train.embeddings == "sharded":
+            try:
+                from watchnext.train.sharded import ShardedTables
+            except ImportError as exc:
+                raise ConfigError("train.embeddings = 'sharded' needs TorchRec: install the "
+                                  f"`sharded` extra (README, Sharded id tables) ({exc})") from exc
+            self.tables = ShardedTables(config, encoder, model, group)
+            self.encoder = encoder
+            self.net = self.tables.dmp
+        else:
+            self.net = group.wrap(model)
         self.forward = torch.compile(self.net) if config.train.compile else self.net
         self.num_tasks = len(config.tasks)
 
@@ -63,24 +85,86 @@ class TrainStep:
         batches = [to_device(b, self.device) for b in parts]
         counts = [self._counts(b) for b in batches]
         total = self.group.all_reduce_sum(torch.stack(counts).sum(0)).clamp_min(1)
-        shares = torch.zeros(self.num_tasks, dtype=torch.float64, device=self.device)
         self.optimizer.zero_grad(set_to_none=True)
         exposure = _StepExposure(self.model.shallow_tower, self.group)
+        fractions = [c / total for c in counts]
+        if self.tables is not None:
+            shares = self._sharded_step(batches, seeds, fractions, exposure)
+        else:
+            shares = self._local_step(batches, seeds, fractions, exposure)
+        exposure.finish()
+        self.optimizer.step()
+        return shares.cpu()
+
+    def _local_step(self, batches: list[Batch], seeds: Sequence[int],
+                    fractions: list[torch.Tensor], exposure: _StepExposure) -> torch.Tensor:
+        """Part by part, each back-propagated on its own; DDP all-reduces with the last."""
+        shares = torch.zeros(self.num_tasks, dtype=torch.float64, device=self.device)
         for i, (batch, seed) in enumerate(zip(batches, seeds, strict=True)):
             torch.manual_seed(seed)
             last = i == len(batches) - 1
             exposure.start_part()
             with contextlib.nullcontext() if last or not self.group.active else self.net.no_sync():
-                share, loss = self._part_loss(batch, counts[i] / total)
+                with autocast(self.config.train.precision, self.device):
+                    out = self.forward(batch)
+                share, loss = self._part_loss(out, batch, fractions[i])
                 loss = loss * self.group.world  # DDP averages over processes: undo it
                 if last:  # the model's penalty once per step (the same on every process)
                     loss = loss + self.model.penalty().to(loss.device)
                 loss.backward()
             exposure.end_part()
             shares += share.detach().double()
-        exposure.finish()
-        self.optimizer.step()
-        return shares.cpu()
+        return shares
+
+    def _sharded_step(self, batches: list[Batch], seeds: Sequence[int],
+                      fractions: list[torch.Tensor], exposure: _StepExposure) -> torch.Tensor:
+        """All parts in one forward (one table lookup) and one backward: the fused table
+        optimiser updates once per backward, so this is what makes K parts one update."""
+        outputs = self.net(batches, seeds, exposure.start_part, exposure.end_part)
+        shares, total = [], self.model.penalty().to(self.device)
+        for out, batch, fraction in zip(outputs, batches, fractions, strict=True):
+            share, loss = self._part_loss(out, batch, fraction)
+            shares.append(share.detach().double())
+            total = total + loss * self.group.world  # DDP averages over processes: undo it
+        total.backward()
+        return torch.stack(shares).sum(0)
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The plain ranker's weights and the optimiser's tensors, as a checkpoint stores them.
+        With sharded tables a collective (every process calls it); complete on rank 0 only
+        (the other processes get empty dicts: rank 0 writes checkpoints)."""
+        if self.tables is None and not self.group.is_main:
+            return {}, {}
+        weights = dict(self.model.state_dict())
+        optimizer = ckpt.optimizer_tensors(self.optimizer)
+        if self.tables is not None:
+            tables, states = self.tables.gather()
+            weights.update(tables)
+            optimizer.update(states)
+        return weights, optimizer
+
+    def restore(self, weights: dict[str, torch.Tensor], optimizer: dict[str, torch.Tensor]) -> None:
+        """Load ``state``'s output (a checkpoint's), on every process."""
+        if self.tables is None:
+            self.model.load_state_dict(weights)
+            ckpt.load_optimizer_tensors(self.optimizer, optimizer)
+            return
+        self.model.load_state_dict({k: v for k, v in weights.items() if not self.tables.is_table(k)})
+        ckpt.load_optimizer_tensors(self.optimizer, {k: v for k, v in optimizer.items()
+                                                     if not k.startswith(MOMENTUM)})
+        self.tables.restore(weights, optimizer)
+
+    def export(self) -> MultitaskRanker:
+        """The trained ranker. With sharded tables a collective: rank 0 gets the plain ranker
+        (tables gathered; what serving loads), the other processes their table-less one."""
+        if self.tables is None:
+            return self.model
+        weights, _ = self.state()
+        if not self.group.is_main:
+            return self.model
+        plain = MultitaskRanker(self.config, self.encoder)
+        plain.load_state_dict(weights)
+        return plain
 
     def _counts(self, batch: Batch) -> torch.Tensor:
         """Per-task label counts, then the count of known positions (the adversary's rows)."""
@@ -88,10 +172,9 @@ class TrainStep:
         known = (batch.position > 0).sum().reshape(1)
         return torch.cat([labels, known]).to(torch.float64)
 
-    def _part_loss(self, batch: Batch, fraction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _part_loss(self, out: RankerOutput, batch: Batch, fraction: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """This part's per-task share of the step loss, and its share of L (adversary included)."""
-        with autocast(self.config.train.precision, self.device):
-            out = self.forward(batch)
         losses = per_task_losses(out.logits.float(), batch.labels, self.model.is_binary)
         share = losses * fraction[:self.num_tasks].to(losses.dtype)
         loss = weighted_total(share, self.loss_weights)
