@@ -27,6 +27,7 @@ from watchnext.api import Ranker
 from watchnext.config import RunConfig, load_config
 from watchnext.data.datasets import load_dataset
 from watchnext.evaluate.metrics import auc
+from watchnext.evaluate.tables import markdown_table
 from watchnext.workflows import bundled_config
 
 HEADLINE = ("click", "long_view", "like")
@@ -109,10 +110,22 @@ def _sd(values: np.ndarray) -> float:
 
 
 def report(path: Path) -> None:
-    """The summary line of every variant recorded in ``path`` (selection.json)."""
-    for record in json.loads(path.read_text()):
-        print(f"[{record.get('history_transforms', ['standardize'])[0]}] "
-              + summary(record["variant"], record["runs"]))
+    """A Markdown table of every variant recorded in ``path`` (selection.json): per task the
+    mean ± sd over seeds; the headline and sparse means ± their standard error over seeds."""
+    records = json.loads(path.read_text())
+    tasks = list(records[0]["runs"][0]["valid_auc"])
+    header = ["history transform", "variant", *tasks, "headline mean", "sparse mean", "best epochs"]
+    rows = []
+    for record in records:
+        runs = record["runs"]
+        cells = [f"{np.mean(v):.4f} ± {_sd(v):.4f}"
+                 for v in (np.array([r["valid_auc"][t] for r in runs]) for t in tasks)]
+        for group in (HEADLINE, SPARSE):
+            v = np.array([np.mean([r["valid_auc"][t] for t in group]) for r in runs])
+            cells.append(f"{v.mean():.4f} ± {_sd(v) / np.sqrt(len(v)):.4f}")
+        rows.append([record.get("history_transforms", ["standardize"])[0], record["variant"],
+                     *cells, ", ".join(str(r["best_epoch"]) for r in runs)])
+    print(markdown_table(header, rows))
 
 
 def main(argv: list[str] | None = None) -> None:
