@@ -26,7 +26,8 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 # Every closed set of values is a Literal: the type checker sees it and loading checks it (the
 # allowed values are read from the type, so they are written down once).
 FeatureKind = Literal["categorical", "numeric", "multi_categorical"]
-Transform = Literal["none", "log1p", "standardize", "log1p_standardize"]
+Transform = Literal["none", "log1p", "standardize", "log1p_standardize", "standardize_asinh",
+                    "log1p_standardize_asinh"]
 TaskType = Literal["binary", "regression"]
 TaskGroup = Literal["engagement", "satisfaction"]
 PositiveMap = Literal["exp", "softplus", "identity"]

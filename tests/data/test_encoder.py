@@ -216,3 +216,17 @@ def test_a_model_with_devices_scores_a_log_without_them_as_missing(config, impre
     enc = FeatureEncoder(config).fit(impressions)
     assert enc.num_devices == len(set(impressions["device"].to_pylist())) + 2
     assert (enc.transform(impressions.drop(["device"])).device == MISSING).all()
+
+
+def test_asinh_squashes_the_standardised_value_with_the_same_statistics(config, impressions):
+    """``log1p_standardize_asinh`` is asinh of ``log1p_standardize``: the mean and standard
+    deviation are those of the unsquashed values, so only the tails change."""
+    features = config.to_dict()["features"]
+    squashed = config.replace(features=[*features[:-1], {**features[-1],
+                                                          "transform": "log1p_standardize_asinh"}])
+    plain_enc, squash_enc = _encoder(config, impressions), _encoder(squashed, impressions)
+    assert plain_enc.numeric_stats == squash_enc.numeric_stats
+    plain = plain_enc.transform(impressions).dense[:, 0].numpy()
+    squash = squash_enc.transform(impressions).dense[:, 0].numpy()
+    np.testing.assert_allclose(squash, np.arcsinh(plain), rtol=1e-5, atol=1e-6)
+    assert np.abs(squash).max() < np.abs(plain).max()

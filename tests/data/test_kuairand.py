@@ -121,7 +121,8 @@ def test_rows_come_in_time_order_with_ties_in_file_order():
 
 
 # The 44 history features as kuairand_v1.toml spelled them out one by one before [[history]]
-# blocks (commit 8804a17); each was {name, kind = "numeric", column = name, transform = "standardize"}.
+# blocks (commit 8804a17); each was {name, kind = "numeric", column = name, transform = "standardize"},
+# now "standardize_asinh".
 EXPLICIT_HISTORY = [
     "user_id_hist_n", "user_id_hist_is_click", "user_id_hist_long_view", "user_id_hist_label",
     "user_id_hist_is_comment", "user_id_hist_watch_time", "user_id_hist_watch_ratio",
@@ -142,7 +143,7 @@ EXPLICIT_HISTORY = [
 
 def test_history_blocks_expand_to_the_explicit_feature_list(config) -> None:
     assert len(config.history) == 4
-    expanded = [FeatureSpec(name=n, kind="numeric", column=n, transform="standardize")
+    expanded = [FeatureSpec(name=n, kind="numeric", column=n, transform="standardize_asinh")
                 for n in EXPLICIT_HISTORY]
     assert list(config.features[9:]) == expanded
     assert [f.name for f in config.features[:9]] == [

@@ -69,7 +69,7 @@ class FeatureEncoder:
         if self.config.bias.device in table.column_names:
             self.vocabularies["__device__"] = Vocabulary.fit(table[self.config.bias.device])
         for f in self.numeric:
-            values = _transform(self._numeric_source(table, f), f.transform, (0.0, 1.0))
+            values = _unscaled(self._numeric_source(table, f), f.transform)
             self.numeric_stats[f.name] = (float(values.mean()), float(values.std() + 1e-6))
         _release_arrow_memory()
         return self
@@ -282,11 +282,26 @@ def _floats(table: pa.Table, column: str, context: str) -> np.ndarray:
     return pc.cast(data, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
 
 
+def _unscaled(values: np.ndarray, transform: str) -> np.ndarray:
+    """The values a transform standardises: its ``log1p``, if it has one (what ``fit`` and the
+    streaming scan take the mean and standard deviation of)."""
+    return np.log1p(values) if transform.startswith("log1p") else values
+
+
 def _transform(values: np.ndarray, transform: str, stats: tuple[float, float]) -> np.ndarray:
-    if transform.startswith("log1p"):
-        values = np.log1p(values)
-    if transform.endswith("standardize"):
+    """``[log1p] -> [standardize with the training stats] -> [asinh]``, as the name spells it.
+
+    ``asinh`` squashes the standardised value: linear near 0, logarithmic in the tails. Smoothed
+    history rates of rare outcomes (follows, forwards) sit near the prior for most users and reach
+    30+ standard deviations for a few; unsquashed, those few dominate what a network fits (a tree
+    only sees their order). On kuairand-sample v1 it raised the validation AUC of follow from
+    0.734 to 0.786 and of forward from 0.609 to 0.648 (3 seeds; docs/peers.md).
+    """
+    values = _unscaled(values, transform)
+    if "standardize" in transform:
         values = (values - stats[0]) / stats[1]
+    if transform.endswith("asinh"):
+        values = np.arcsinh(values)
     return values
 
 

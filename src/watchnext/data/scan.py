@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from watchnext.config import RunConfig
 from watchnext.data import expressions
-from watchnext.data.encoder import FeatureEncoder, _as_lists, _floats, _transform, id_values
+from watchnext.data.encoder import FeatureEncoder, _as_lists, _floats, _unscaled, id_values
 from watchnext.data.errors import DataError
 from watchnext.data.hashing import HashedVocabulary
 from watchnext.data.partitions import DayPartition
@@ -142,7 +142,7 @@ def _count(config: RunConfig, table: pa.Table, counters: dict[str, _IdCounts],
             context = f"feature {f.name!r}"
             raw = expressions.evaluate(f.source, lambda c, ctx=context: _floats(table, c, ctx)) \
                 if f.expression else _floats(table, f.source, context)
-            _merge_moments(moments[f.name], _transform(raw, f.transform, (0.0, 1.0)))
+            _merge_moments(moments[f.name], _unscaled(raw, f.transform))
     if DEVICE_VOCAB in counters and config.bias.device in table.column_names:
         counters[DEVICE_VOCAB].add(table[config.bias.device])
 
