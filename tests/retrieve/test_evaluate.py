@@ -69,7 +69,7 @@ def test_recall_of_the_pool_its_sources_and_the_baselines(history, held_out):
     # Most-clicked in the history: a (2), c, q (1 each); only u2's a is among them.
     assert rows["popular-only"]["recall"]["value"] == 0.25
     assert rows["random"]["mean_size"] == 3.0
-    assert set(report["missing_sources"]) == {"cowatch", "embedding", "topic", "popular"}
+    assert set(report["missing_sources"]) == {"cowatch", "embedding", "twotower", "topic", "popular"}
     # Pools [a, d, b], [a, d, c], [a, d, b], [a, d, b]: s1 found 8 of 12, and both hits.
     mix = rows["pool"]["source_mix"]
     assert mix["pool"] == mix["top_10"] == pytest.approx({"s1": 8 / 12, "s2": 4 / 12})

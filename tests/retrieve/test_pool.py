@@ -86,8 +86,17 @@ def test_cold_start_is_filled_by_popular(two_communities):
 
 def test_default_pool_without_topic_column(two_communities):
     pool = default_pool(two_communities.drop(["topic"]), max_candidates=20)
-    assert list(pool.sources) == ["cowatch", "embedding", "popular"]
+    assert list(pool.sources) == ["cowatch", "embedding", "twotower", "popular"]
     assert sum(pool.quotas.values()) == 20
+    assert "no 'topic' column" in pool.skipped["topic"]
+
+
+def test_default_pool_shares_name_its_sources(two_communities):
+    pool = default_pool(two_communities, max_candidates=10, shares={"twotower": 0.6, "popular": 0.4})
+    assert pool.quotas == {"twotower": 6, "popular": 4} and pool.skipped == {}
+    assert set(pool.fit_seconds) == {"twotower", "popular"}
+    with pytest.raises(ValueError, match="unknown sources"):
+        default_pool(two_communities, shares={"magic": 1.0})
 
 
 def test_save_load(tmp_path, two_communities):

@@ -280,7 +280,8 @@ def _evaluate_label(pool: CandidatePool, events: Events, size: int, popular: lis
                                        events.times.tolist(), strict=True):
         cold += item not in known
         q = Query(user, query)
-        pooled = pool.merge(q, size)
+        found = pool.retrieve_each(q, size)  # once per event and source: the pool merges these
+        pooled = pool.merge(q, size, found)
         ids = pooled.ids
         origins = [pooled.source_names[s] for s in pooled.source.tolist()]
         repeats.append(len(events.earlier.get(user, set()).intersection(ids)))
@@ -294,14 +295,14 @@ def _evaluate_label(pool: CandidatePool, events: Events, size: int, popular: lis
         randoms = [catalogue[i] for i in drawn.tolist() if catalogue[i] != query][:size]
         _tally_ranked(tallies["random"], randoms, item, (user, query, when), scorer)
         for name, source in pool.sources.items():
-            found = source.candidates(q, size)
-            position = _position([c.item_id for c in found], item)
+            listed = [source.item_ids[c] for c in found[name][0].tolist()]
+            position = _position(listed, item)
             tally = per_source[name]
             tally.users.append(user)
             tally.found.append(position >= 0)
             tally.in_quota.append(0 <= position < pool.quotas[name])
-            tally.sizes.append(len(found))
-            tally.pool_items.update(c.item_id for c in found)
+            tally.sizes.append(len(listed))
+            tally.pool_items.update(listed)
     rows = {"pool": tallies["pool"].summary(scorer is not None)}
     rows.update({f"source:{name}": t.summary(False) for name, t in per_source.items()})
     rows["popular-only"] = tallies["popular-only"].summary(scorer is not None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,13 @@ from watchnext.retrieve.embedding import EmbeddingRetrieval
 from watchnext.retrieve.log import LogColumns, WatchLog
 from watchnext.retrieve.popular import PopularFresh
 from watchnext.retrieve.topic import TopicMatch
+from watchnext.retrieve.twotower import TwoTower
 
 SOURCE_KINDS: dict[str, type[CandidateSource]] = {
-    cls.kind: cls for cls in (CoWatch, EmbeddingRetrieval, TopicMatch, PopularFresh)}
+    cls.kind: cls for cls in (CoWatch, EmbeddingRetrieval, TwoTower, TopicMatch, PopularFresh)}
+
+Found = dict[str, tuple[np.ndarray, np.ndarray]]
+"""Per source name: (codes into that source's ``item_ids``, scores), best first."""
 MANIFEST = "pool.json"
 
 
@@ -75,7 +80,7 @@ class CandidatePool:
 
     def __init__(self, sources: dict[str, CandidateSource], max_candidates: int = 300,
                  quotas: dict[str, int] | None = None, skipped: dict[str, str] | None = None,
-                 fitted_until: float | None = None):
+                 fitted_until: float | None = None, fit_seconds: dict[str, float] | None = None):
         if not sources:
             raise ValueError("CandidatePool needs at least one source")
         if max_candidates < 1:
@@ -85,6 +90,7 @@ class CandidatePool:
         self.quotas = {name: (quotas or {}).get(name, max_candidates) for name in self.sources}
         self.skipped = dict(skipped or {})  # source kind -> why the pool has none of it
         self.fitted_until = fitted_until  # newest fitted watch (epoch s): evaluate after it only
+        self.fit_seconds = dict(fit_seconds or {})  # source name -> wall seconds its fit took
         self.item_ids: list[str] = []
         self._to_pool: dict[str, np.ndarray] = {}
         if all(source.fitted for source in self.sources.values()):
@@ -101,8 +107,10 @@ class CandidatePool:
     def fit(self, table: pa.Table, columns: LogColumns | None = None) -> CandidatePool:
         """Fit every source on one impression log (the watch log is extracted once)."""
         log = WatchLog.from_table(table, columns or LogColumns())
-        for source in self.sources.values():
+        for name, source in self.sources.items():
+            start = time.perf_counter()
             source.fit(table, log if source.columns == (columns or LogColumns()) else None)
+            self.fit_seconds[name] = round(time.perf_counter() - start, 3)
         self.fitted_until = log.now if len(log) else None
         self._index_items()
         return self
@@ -111,22 +119,35 @@ class CandidatePool:
         """``merge`` as a list of candidates."""
         return self.merge(query, limit).candidates()
 
-    def merge(self, query: Query, limit: int | None = None) -> PoolResult:
-        """Up to ``limit`` (default ``max_candidates``) distinct candidates.
+    def cap(self, limit: int | None = None) -> int:
+        """The pool size a ``limit`` gives: at most ``max_candidates``."""
+        return min(limit or self.max_candidates, self.max_candidates)
+
+    def retrieve_each(self, query: Query, limit: int | None = None) -> Found:
+        """Every source's own answer, up to the pool's size each (what ``merge`` merges)."""
+        return {name: source.retrieve(query, self.cap(limit))
+                for name, source in self.sources.items()}
+
+    def merge(self, query: Query, limit: int | None = None, found: Found | None = None
+              ) -> PoolResult:
+        """Up to ``limit`` (default ``max_candidates``) distinct candidates; ``found`` is
+        ``retrieve_each``'s answer when the caller already has it (it is retrieved otherwise).
 
         First pass: round-robin by rank over each source's list cut at its quota. Second pass, if
         the pool is not full yet: the same over what lies beyond the quotas. Computed as one sort
         of every (pass, rank, source) discovery, keeping each item's first.
         """
-        cap = min(limit or self.max_candidates, self.max_candidates)
+        cap = self.cap(limit)
+        found = found if found is not None else self.retrieve_each(query, cap)
         names = list(self.sources)
         codes, scores, source, rank = [], [], [], []
         for s, name in enumerate(names):
-            found, score = self.sources[name].retrieve(query, cap)
-            codes.append(self._to_pool[name][found])
+            items, score = found[name]
+            items, score = items[:cap], score[:cap]
+            codes.append(self._to_pool[name][items])
             scores.append(score)
-            source.append(np.full(len(found), s, np.int64))
-            rank.append(np.arange(len(found)))
+            source.append(np.full(len(items), s, np.int64))
+            rank.append(np.arange(len(items)))
         codes_all, scores_all = np.concatenate(codes), np.concatenate(scores)
         source_all, rank_all = np.concatenate(source), np.concatenate(rank)
         quota = np.array([self.quotas[n] for n in names], np.int64)
@@ -149,6 +170,7 @@ class CandidatePool:
     def describe(self) -> dict[str, Any]:
         return {"max_candidates": self.max_candidates, "quotas": self.quotas,
                 "skipped": self.skipped, "fitted_until": self.fitted_until,
+                "fit_seconds": self.fit_seconds,
                 "sources": {name: {"kind": s.kind, **s.params()} for name, s in self.sources.items()}}
 
     def save(self, directory: str | Path) -> Path:
@@ -161,6 +183,7 @@ class CandidatePool:
             source.save(directory / name)
         manifest = {"max_candidates": self.max_candidates, "quotas": self.quotas,
                     "skipped": self.skipped, "fitted_until": self.fitted_until,
+                    "fit_seconds": self.fit_seconds,
                     "sources": [{"name": n, "kind": s.kind} for n, s in self.sources.items()]}
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
         return directory
@@ -185,30 +208,42 @@ class CandidatePool:
                 raise RetrievalError(f"{folder}: source kind does not match {MANIFEST}")
             sources[entry["name"]] = SOURCE_KINDS[kind].load(folder)
         return cls(sources, manifest.get("max_candidates", 300), manifest.get("quotas"),
-                   manifest.get("skipped"), manifest.get("fitted_until"))
+                   manifest.get("skipped"), manifest.get("fitted_until"),
+                   manifest.get("fit_seconds"))
+
+
+DEFAULT_SHARES = {"cowatch": 0.15, "embedding": 0.25, "twotower": 0.3, "topic": 0.1,
+                  "popular": 0.2}
+"""Each source's quota as a share of the pool: see docs/retrieval.md, "Quotas", for the
+measurement on validation days that chose them."""
 
 
 def default_pool(table: pa.Table, columns: LogColumns | None = None, max_candidates: int = 300,
-                 topic_column: str = "topic") -> CandidatePool:
-    """The standard pool: co-watch, embeddings, topic (only when the column exists), popular.
+                 topic_column: str = "topic", shares: dict[str, float] | None = None
+                 ) -> CandidatePool:
+    """The standard pool: the sources named in ``shares`` (default ``DEFAULT_SHARES``), each
+    with that share of the pool as its quota.
 
-    Quotas (in shares of the pool) give the similarity sources most of it and keep popular/fresh
-    a minority; for a cold-start query the others find nothing and popular fills the pool.
+    Topic is only built when its column exists; otherwise the pool records why it is missing
+    (``pool.skipped``: the build warns, the evaluation shows a row) and its share goes to
+    embedding. What a source leaves of its quota is filled from beyond the others' quotas; for a
+    cold-start query only popular answers and fills the pool.
     """
     columns = columns or LogColumns()
-    shares = {"cowatch": 0.4, "embedding": 0.3, "popular": 0.15}
+    shares = dict(DEFAULT_SHARES if shares is None else shares)
+    unknown = set(shares) - set(SOURCE_KINDS)
+    if unknown or any(v < 0 for v in shares.values()):
+        raise ValueError(f"pool shares: unknown sources {sorted(unknown)} or a negative share")
     skipped: dict[str, str] = {}
+    if "topic" in shares and not (topic_column and topic_column in table.column_names):
+        moved = shares.pop("topic")
+        if "embedding" in shares:
+            shares["embedding"] += moved
+        skipped["topic"] = (f"no {topic_column!r} column in the logs; its quota "
+                            f"({moved:.0%}) went to embedding" if topic_column
+                            else "topic_column is empty")
     sources: dict[str, CandidateSource] = {
-        "cowatch": CoWatch(columns),
-        "embedding": EmbeddingRetrieval(columns),
-    }
-    if topic_column and topic_column in table.column_names:
-        sources["topic"] = TopicMatch(columns, topic_column=topic_column)
-        shares["topic"] = 0.15
-    else:
-        shares["embedding"] += 0.15
-        skipped["topic"] = (f"no {topic_column!r} column in the logs; its quota went to embedding"
-                            if topic_column else "topic_column is empty")
-    sources["popular"] = PopularFresh(columns)
+        name: (TopicMatch(columns, topic_column=topic_column) if name == "topic"
+               else SOURCE_KINDS[name](columns)) for name in shares}
     quotas = {name: max(1, round(share * max_candidates)) for name, share in shares.items()}
     return CandidatePool(sources, max_candidates, quotas, skipped).fit(table, columns)
