@@ -211,8 +211,8 @@ def popular_items(history: pa.Table, label: str, columns: LogColumns, n: int) ->
 def evaluate_retrieval(pool: CandidatePool, history: pa.Table, evaluation: pa.Table,
                        labels: Sequence[str], columns: LogColumns, *, pool_size: int | None = None,
                        scorer: Scorer | None = None, seed: int = 0,
-                       fitted_until: float | None = None,
-                       tolerance_s: float = 3600.0) -> dict[str, Any]:
+                       fitted_until: float | None = None, tolerance_s: float = 3600.0,
+                       exclude_history: bool = False) -> dict[str, Any]:
     """Recall of ``pool``, of each of its sources and of the two baselines, per label.
 
     ``history`` holds the logs up to the evaluation (the fitting days: the previous positive of
@@ -221,6 +221,8 @@ def evaluate_retrieval(pool: CandidatePool, history: pa.Table, evaluation: pa.Ta
     fitted event, else the newest event of ``history``): no evaluated event may come more than
     ``tolerance_s`` before it. Logs split by a day column can disagree with their timestamps by
     minutes around midnight (KuaiRand's do), but a fitted evaluation day cannot hide in an hour.
+    ``exclude_history``: each query excludes the user's positives in ``history`` (what a service
+    that never re-recommends a watched video would do), to measure what that rule costs.
     """
     if pool_size is not None and not 1 <= pool_size <= pool.max_candidates:
         raise RetrievalError(f"pool size {pool_size} is outside 1..{pool.max_candidates}, the "
@@ -243,7 +245,7 @@ def evaluate_retrieval(pool: CandidatePool, history: pa.Table, evaluation: pa.Ta
         _check_after(events, horizon, tolerance_s)
         popular = popular_items(history, label, columns, size) if history.num_rows else []
         report["labels"][label] = _evaluate_label(pool, events, size, popular, catalogue, known,
-                                                  rng, scorer)
+                                                  rng, scorer, exclude_history)
     return report
 
 
@@ -271,20 +273,22 @@ def _missing_sources(pool: CandidatePool) -> dict[str, str]:
 
 def _evaluate_label(pool: CandidatePool, events: Events, size: int, popular: list[str],
                     catalogue: list[str], known: set[str], rng: np.random.Generator,
-                    scorer: Scorer | None) -> dict[str, Any]:
+                    scorer: Scorer | None, exclude_history: bool = False) -> dict[str, Any]:
     n = len(events.items)
     tallies = {"pool": _Tally(), "popular-only": _Tally(), "random": _Tally()}
     per_source = {name: _Tally() for name in pool.sources}
-    cold, repeats = 0, []
+    cold, repeat_events, repeats = 0, 0, []
     for user, item, query, when in zip(events.users, events.items, events.queries,
                                        events.times.tolist(), strict=True):
         cold += item not in known
-        q = Query(user, query)
+        seen = events.earlier.get(user, set())
+        q = Query(user, query, frozenset(seen) if exclude_history else frozenset())
         found = pool.retrieve_each(q, size)  # once per event and source: the pool merges these
         pooled = pool.merge(q, size, found)
         ids = pooled.ids
         origins = [pooled.source_names[s] for s in pooled.source.tolist()]
-        repeats.append(len(events.earlier.get(user, set()).intersection(ids)))
+        repeats.append(len(seen.intersection(ids)))
+        repeat_events += item in seen
         merge_position = _position(ids, item)
         if merge_position >= 0:
             tallies["pool"].merge_ranks.append(merge_position + 1)
@@ -309,6 +313,7 @@ def _evaluate_label(pool: CandidatePool, events: Events, size: int, popular: lis
     rows["random"] = tallies["random"].summary(scorer is not None)
     return {"events": n, "no_query": sum(q is None for q in events.queries),
             "cold_items": cold / n if n else None,
+            "repeat_items": repeat_events / n if n else None,
             "pool_repeats": float(np.mean(repeats)) if repeats else None, "rows": rows}
 
 
