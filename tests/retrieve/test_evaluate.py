@@ -65,6 +65,9 @@ def test_recall_of_the_pool_its_sources_and_the_baselines(history, held_out):
     # Ranked by SCORES: b is 2nd of [a, d, b] and beats 1 of 2; a is last and beats none.
     assert rows["pool"]["median_rank"] == 2.5
     assert rows["pool"]["pairwise"]["value"] == 0.25
+    # Shown and passed over: only u2 saw d (no click); d outscores u2's hit a.
+    assert rows["pool"]["pairwise_exposed"]["value"] == 0.0
+    assert rows["pool"]["pairwise_exposed"]["n"] == 1
     assert rows["pool"]["recall_at_10"]["value"] == 0.5  # a pool of 3: every hit is in the top 10
     # Most-clicked in the history: a (2), c, q (1 each); only u2's a is among them.
     assert rows["popular-only"]["recall"]["value"] == 0.25

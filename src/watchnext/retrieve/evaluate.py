@@ -10,6 +10,8 @@ one), which is what the service sees when u finishes q. Then:
     source recall     v is in the source's own top N ("found"), and within its quota
     ranked recall@10  v is in the ranker's top 10 of the pool: the two stages judged together
     pairwise          share of the other pool items the ranker scores below v (random: 50%)
+    ... vs shown      the same against the pool items the user was shown on the evaluation days
+                      and did not engage with: the logged clicks' exposure taken out
 
 beside two pools of the same size that know nothing about the query: the N items with most
 positives in the fitting days, and N random catalogue items; and which source the pool's items,
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from watchnext.retrieve.base import Query, RetrievalError
 from watchnext.retrieve.log import LogColumns, WatchLog
@@ -51,6 +54,8 @@ class Events:
     queries: list[str | None]
     times: np.ndarray  # [N] epoch seconds
     earlier: dict[str, set[str]] = field(default_factory=dict)  # user -> history positives
+    # user -> videos shown to the user on the evaluation days without a positive of the label
+    shown: dict[str, set[str]] = field(default_factory=dict)
 
 
 def positive_events(history: pa.Table, evaluation: pa.Table, label: str,
@@ -73,7 +78,20 @@ def positive_events(history: pa.Table, evaluation: pa.Table, label: str,
         items.append(item)
         queries.append(last.get(user))
         last[user] = item
-    return Events(label, users, items, queries, now.times.copy(), earlier)
+    return Events(label, users, items, queries, now.times.copy(), earlier,
+                  _shown_without_positive(evaluation, label, columns))
+
+
+def _shown_without_positive(table: pa.Table, label: str, columns: LogColumns
+                            ) -> dict[str, set[str]]:
+    """user -> the videos of ``table``'s rows whose ``label`` is 0 (shown, no positive)."""
+    negative = table.filter(pc.equal(pc.fill_null(table[label], 1), 0))
+    shown: dict[str, set[str]] = {}
+    for user, item in zip(pc.cast(negative[columns.user], pa.string()).to_pylist(),
+                          pc.cast(negative[columns.item], pa.string()).to_pylist(), strict=True):
+        if user is not None and item is not None:
+            shown.setdefault(user, set()).add(item)
+    return shown
 
 
 @dataclass
@@ -89,6 +107,8 @@ class _Tally:
     merge_ranks: list[int] = field(default_factory=list)  # per hit: position in the pool's order
     pairwise: list[float] = field(default_factory=list)  # per hit
     hit_users: list[str] = field(default_factory=list)
+    exposed: list[float] = field(default_factory=list)  # per hit with shown negatives in the list
+    exposed_users: list[str] = field(default_factory=list)
     random_top: list[float] = field(default_factory=list)  # per hit: P(top 10) in random order
     top_items: set[str] = field(default_factory=set)
     pool_items: set[str] = field(default_factory=set)
@@ -112,6 +132,7 @@ class _Tally:
                 "hits_in_top_10_random_order": float(np.mean(self.random_top)) if hits else None,
                 "median_rank": float(np.median(ranks)) if hits else None,
                 "pairwise": _interval(self.pairwise, self.hit_users),
+                "pairwise_exposed": _interval(self.exposed, self.exposed_users),
                 "distinct_top_10": len(self.top_items)})
             if self.merge_ranks:
                 out["median_merge_rank"] = float(np.median(self.merge_ranks))
@@ -158,9 +179,12 @@ def _rank_of(scores: np.ndarray, hit: int) -> tuple[int, float]:
 
 
 def _tally_ranked(tally: _Tally, ids: list[str], item: str, event: tuple[str, str | None, float],
-                  scorer: Scorer | None, origins: list[str] | None = None) -> None:
+                  scorer: Scorer | None, origins: list[str] | None = None,
+                  shown: set[str] | frozenset[str] = frozenset()) -> None:
     """Record list ``ids`` for one event: found or not, and where the ranker puts ``item``;
-    ``origins`` (the source of each of ``ids``) adds the source mix of the list and its top 10."""
+    ``origins`` (the source of each of ``ids``) adds the source mix of the list and its top 10;
+    ``shown`` (videos shown to the user without a positive) gives the exposed pairwise: the hit
+    against the list's items the user saw and passed over, not ones nobody showed them."""
     user, query, when = event
     hit = _position(ids, item)
     if origins is not None:
@@ -190,6 +214,11 @@ def _tally_ranked(tally: _Tally, ids: list[str], item: str, event: tuple[str, st
     tally.pairwise.append(beaten)
     tally.hit_users.append(user)
     tally.random_top.append(min(1.0, TOP_K / len(ids)))
+    passed = [i for i, v in enumerate(ids) if v in shown and i != hit]
+    if passed:
+        target, others = scores[hit], scores[passed]
+        tally.exposed.append(float(np.mean((others < target) + 0.5 * (others == target))))
+        tally.exposed_users.append(user)
 
 
 def _scores(scorer: Scorer, user: str, query: str | None, ids: list[str], when: float
@@ -292,12 +321,15 @@ def _evaluate_label(pool: CandidatePool, events: Events, size: int, popular: lis
         merge_position = _position(ids, item)
         if merge_position >= 0:
             tallies["pool"].merge_ranks.append(merge_position + 1)
-        _tally_ranked(tallies["pool"], ids, item, (user, query, when), scorer, origins)
+        shown = events.shown.get(user, set())
+        _tally_ranked(tallies["pool"], ids, item, (user, query, when), scorer, origins, shown)
         baseline = [v for v in popular if v != query][:size]
-        _tally_ranked(tallies["popular-only"], baseline, item, (user, query, when), scorer)
+        _tally_ranked(tallies["popular-only"], baseline, item, (user, query, when), scorer,
+                      shown=shown)
         drawn = rng.choice(len(catalogue), size=min(size + 1, len(catalogue)), replace=False)
         randoms = [catalogue[i] for i in drawn.tolist() if catalogue[i] != query][:size]
-        _tally_ranked(tallies["random"], randoms, item, (user, query, when), scorer)
+        _tally_ranked(tallies["random"], randoms, item, (user, query, when), scorer,
+                      shown=shown)
         for name, source in pool.sources.items():
             listed = [source.item_ids[c] for c in found[name][0].tolist()]
             position = _position(listed, item)
@@ -321,20 +353,20 @@ def report_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The report as one table: a row per (label, pool or source or baseline)."""
     header = ["label", "row", "events", f"recall@{report['pool_size']}", "in quota", "mean size",
               "recall@10 ranked", "hits in top 10 (random order)", "median rank (merge order)",
-              "pairwise [95% CI]", "coverage"]
+              "pairwise [95% CI]", "pairwise vs shown [95% CI]", "coverage"]
     rows = []
     for label, result in report["labels"].items():
         for name, row in result["rows"].items():
             rows.append([label, name, str(row["events"]), _pct(row["recall"]),
                          _pct(row.get("recall_in_quota")), f"{row['mean_size']:.1f}",
                          _pct(row.get("recall_at_10")), _top10(row), _median(row),
-                         _pct(row.get("pairwise")),
+                         _pct(row.get("pairwise")), _pct(row.get("pairwise_exposed")),
                          f"{row['distinct_items'] / max(1, report['catalogue']):.1%}"])
         cold = result["cold_items"]
         rows.append([label, "(cold items: unseen when fitted)", str(result["events"]),
-                     "-" if cold is None else f"{cold:.1%} of events", *["-"] * 7])
+                     "-" if cold is None else f"{cold:.1%} of events", *["-"] * 8])
     for kind, why in report["missing_sources"].items():
-        rows.append(["*", f"source:{kind}", "-", f"missing ({why})", *["-"] * 7])
+        rows.append(["*", f"source:{kind}", "-", f"missing ({why})", *["-"] * 8])
     return header, rows
 
 
