@@ -26,7 +26,7 @@ def fitted():
             rows.append((u, f"{group}{j}", 1, u * 20 + m, 1))
     rows.append((0, "b0", 1, 500, 0))  # shown, not watched
     return TwoTower(WATCHED, dim=8, hidden=16, history=4, epochs=15, batch_size=64,
-                    learning_rate=0.02, context_dropout=0.3).fit(log_table(rows))
+                    learning_rate=0.02, temperature=0.1, context_dropout=0.3).fit(log_table(rows))
 
 
 def test_training_examples_pair_each_watch_with_the_ones_before_it():

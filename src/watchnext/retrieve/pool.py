@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from watchnext.retrieve.twotower import TwoTower
 SOURCE_KINDS: dict[str, type[CandidateSource]] = {
     cls.kind: cls for cls in (CoWatch, EmbeddingRetrieval, TwoTower, TopicMatch, PopularFresh)}
 
+WATCHED_USERS, WATCHED_COUNTS, WATCHED_ITEMS = ("watched_users.npy", "watched_counts.npy",
+                                                "watched_items.npy")
 Found = dict[str, tuple[np.ndarray, np.ndarray]]
 """Per source name: (codes into that source's ``item_ids``, scores), best first."""
 MANIFEST = "pool.json"
@@ -80,7 +83,8 @@ class CandidatePool:
 
     def __init__(self, sources: dict[str, CandidateSource], max_candidates: int = 300,
                  quotas: dict[str, int] | None = None, skipped: dict[str, str] | None = None,
-                 fitted_until: float | None = None, fit_seconds: dict[str, float] | None = None):
+                 fitted_until: float | None = None, fit_seconds: dict[str, float] | None = None,
+                 watched: Mapping[str, Iterable[str]] | None = None):
         if not sources:
             raise ValueError("CandidatePool needs at least one source")
         if max_candidates < 1:
@@ -91,6 +95,9 @@ class CandidatePool:
         self.skipped = dict(skipped or {})  # source kind -> why the pool has none of it
         self.fitted_until = fitted_until  # newest fitted watch (epoch s): evaluate after it only
         self.fit_seconds = dict(fit_seconds or {})  # source name -> wall seconds its fit took
+        # user -> videos watched in the fitting logs, left out of the user's pools; None: keep them
+        self.watched = {u: frozenset(v) for u, v in watched.items()} if watched is not None \
+            else None
         self.item_ids: list[str] = []
         self._to_pool: dict[str, np.ndarray] = {}
         if all(source.fitted for source in self.sources.values()):
@@ -104,14 +111,22 @@ class CandidatePool:
                                             for v in source.item_ids], dtype=np.int64)
         self.item_ids = list(index)
 
-    def fit(self, table: pa.Table, columns: LogColumns | None = None) -> CandidatePool:
-        """Fit every source on one impression log (the watch log is extracted once)."""
+    def fit(self, table: pa.Table, columns: LogColumns | None = None,
+            exclude_watched: bool = False) -> CandidatePool:
+        """Fit every source on one impression log (the watch log is extracted once);
+        ``exclude_watched``: remember each user's watched videos, to leave out of their pools."""
         log = WatchLog.from_table(table, columns or LogColumns())
         for name, source in self.sources.items():
             start = time.perf_counter()
             source.fit(table, log if source.columns == (columns or LogColumns()) else None)
             self.fit_seconds[name] = round(time.perf_counter() - start, 3)
         self.fitted_until = log.now if len(log) else None
+        self.watched = None
+        if exclude_watched:
+            seen: dict[str, set[str]] = {}
+            for u, i in zip(log.users.tolist(), log.items.tolist(), strict=True):
+                seen.setdefault(log.user_ids[u], set()).add(log.item_ids[i])
+            self.watched = {u: frozenset(v) for u, v in seen.items()}
         self._index_items()
         return self
 
@@ -124,7 +139,11 @@ class CandidatePool:
         return min(limit or self.max_candidates, self.max_candidates)
 
     def retrieve_each(self, query: Query, limit: int | None = None) -> Found:
-        """Every source's own answer, up to the pool's size each (what ``merge`` merges)."""
+        """Every source's own answer, up to the pool's size each (what ``merge`` merges); the
+        user's watched videos are excluded when the pool keeps them (``fit(exclude_watched)``)."""
+        if self.watched is not None and query.user_id in self.watched:
+            query = Query(query.user_id, query.video_id,
+                          query.exclude | self.watched[query.user_id])
         return {name: source.retrieve(query, self.cap(limit))
                 for name, source in self.sources.items()}
 
@@ -170,7 +189,7 @@ class CandidatePool:
     def describe(self) -> dict[str, Any]:
         return {"max_candidates": self.max_candidates, "quotas": self.quotas,
                 "skipped": self.skipped, "fitted_until": self.fitted_until,
-                "fit_seconds": self.fit_seconds,
+                "fit_seconds": self.fit_seconds, "exclude_watched": self.watched is not None,
                 "sources": {name: {"kind": s.kind, **s.params()} for name, s in self.sources.items()}}
 
     def save(self, directory: str | Path) -> Path:
@@ -186,6 +205,14 @@ class CandidatePool:
                     "fit_seconds": self.fit_seconds,
                     "sources": [{"name": n, "kind": s.kind} for n, s in self.sources.items()]}
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if self.watched is not None:
+            users = sorted(self.watched)
+            lists = [sorted(self.watched[u]) for u in users]
+            np.save(directory / WATCHED_USERS, np.array(users, dtype=str), allow_pickle=False)
+            np.save(directory / WATCHED_COUNTS, np.array([len(v) for v in lists], np.int64),
+                    allow_pickle=False)
+            np.save(directory / WATCHED_ITEMS, np.array([v for vs in lists for v in vs],
+                                                        dtype=str), allow_pickle=False)
         return directory
 
     @classmethod
@@ -209,25 +236,43 @@ class CandidatePool:
             sources[entry["name"]] = SOURCE_KINDS[kind].load(folder)
         return cls(sources, manifest.get("max_candidates", 300), manifest.get("quotas"),
                    manifest.get("skipped"), manifest.get("fitted_until"),
-                   manifest.get("fit_seconds"))
+                   manifest.get("fit_seconds"), _load_watched(directory))
 
 
-DEFAULT_SHARES = {"cowatch": 0.15, "embedding": 0.25, "twotower": 0.3, "topic": 0.1,
-                  "popular": 0.2}
-"""Each source's quota as a share of the pool: see docs/retrieval.md, "Quotas", for the
-measurement on validation days that chose them."""
+def _load_watched(directory: Path) -> dict[str, list[str]] | None:
+    """The saved watched lists, or None when the pool keeps watched videos."""
+    if not (directory / WATCHED_USERS).exists():
+        return None
+    try:
+        users, counts, items = (np.load(directory / name, allow_pickle=False).tolist() for name in
+                                (WATCHED_USERS, WATCHED_COUNTS, WATCHED_ITEMS))
+    except (OSError, ValueError) as exc:
+        raise RetrievalError(f"{directory}/{WATCHED_USERS}: unreadable ({exc})") from exc
+    if len(users) != len(counts) or sum(counts) != len(items):
+        raise RetrievalError(f"{directory}: the watched lists disagree with each other")
+    ends = np.cumsum([0, *counts]).tolist()
+    return {u: items[lo:hi] for u, lo, hi in zip(users, ends[:-1], ends[1:], strict=True)}
+
+
+DEFAULT_SHARES = {"cowatch": 0.1, "embedding": 0.2, "twotower": 0.3, "topic": 0.1,
+                  "popular": 0.3}
+DEFAULT_POPULAR = {"fresh_share": 1.0, "fresh_days": 1.0}
+"""Each source's quota as a share of the pool, and how much of the popular list goes to newly
+arrived videos: chosen on KuaiRand's validation day (docs/retrieval.md, "Pool settings")."""
 
 
 def default_pool(table: pa.Table, columns: LogColumns | None = None, max_candidates: int = 300,
-                 topic_column: str = "topic", shares: dict[str, float] | None = None
-                 ) -> CandidatePool:
+                 topic_column: str = "topic", shares: dict[str, float] | None = None,
+                 exclude_watched: bool = True) -> CandidatePool:
     """The standard pool: the sources named in ``shares`` (default ``DEFAULT_SHARES``), each
     with that share of the pool as its quota.
 
     Topic is only built when its column exists; otherwise the pool records why it is missing
     (``pool.skipped``: the build warns, the evaluation shows a row) and its share goes to
     embedding. What a source leaves of its quota is filled from beyond the others' quotas; for a
-    cold-start query only popular answers and fills the pool.
+    cold-start query only popular answers and fills the pool. ``exclude_watched``: a user's
+    pools leave out the videos the user watched in ``table`` (on KuaiRand no click repeats an
+    earlier one, so they only take room: docs/retrieval.md, "Pool settings").
     """
     columns = columns or LogColumns()
     shares = dict(DEFAULT_SHARES if shares is None else shares)
@@ -242,8 +287,11 @@ def default_pool(table: pa.Table, columns: LogColumns | None = None, max_candida
         skipped["topic"] = (f"no {topic_column!r} column in the logs; its quota "
                             f"({moved:.0%}) went to embedding" if topic_column
                             else "topic_column is empty")
+    special = {"topic": lambda: TopicMatch(columns, topic_column=topic_column),
+               "popular": lambda: PopularFresh(columns, **DEFAULT_POPULAR)}
     sources: dict[str, CandidateSource] = {
-        name: (TopicMatch(columns, topic_column=topic_column) if name == "topic"
-               else SOURCE_KINDS[name](columns)) for name in shares}
+        name: special[name]() if name in special else SOURCE_KINDS[name](columns)
+        for name in shares}
     quotas = {name: max(1, round(share * max_candidates)) for name, share in shares.items()}
-    return CandidatePool(sources, max_candidates, quotas, skipped).fit(table, columns)
+    return CandidatePool(sources, max_candidates, quotas, skipped).fit(table, columns,
+                                                                       exclude_watched)

@@ -100,9 +100,10 @@ class TwoTower(CandidateSource):
     kind = "twotower"
 
     def __init__(self, columns: LogColumns | None = None, dim: int = 32, hidden: int = 64,
-                 history: int = 20, epochs: int = 8, batch_size: int = 1024,
-                 learning_rate: float = 0.01, temperature: float = 0.1,
-                 context_dropout: float = 0.15, index: str = "flat", seed: int = 0):
+                 history: int = 20, epochs: int = 16, batch_size: int = 1024,
+                 learning_rate: float = 0.01, temperature: float = 0.4,
+                 context_dropout: float = 0.15, log_q: float = 1.0, index: str = "flat",
+                 seed: int = 0):
         super().__init__(columns)
         if min(dim, hidden, history, epochs, batch_size) < 1:
             raise ValueError("TwoTower: dim, hidden, history, epochs and batch_size must be >= 1")
@@ -114,6 +115,7 @@ class TwoTower(CandidateSource):
         self.dim, self.hidden, self.history, self.epochs = dim, hidden, history, epochs
         self.batch_size, self.learning_rate, self.temperature = batch_size, learning_rate, temperature
         self.context_dropout, self.index_kind, self.seed = context_dropout, index, seed
+        self.log_q = log_q  # weight of the correction: 1 is Yi et al.'s, 0 switches it off
         self.user_ids: list[str] = []
         self.weights: dict[str, np.ndarray] = {}
         self.item_vectors = np.zeros((0, dim), np.float32)
@@ -168,7 +170,7 @@ class TwoTower(CandidateSource):
                 h[drop < self.context_dropout] = towers.missing
                 q[drop > 1 - self.context_dropout] = towers.missing
                 logits = towers.context(h, q) @ towers.item_vectors()[t].T / self.temperature
-                logits = logits - log_q[t][None, :]
+                logits = logits - self.log_q * log_q[t][None, :]
                 same = t[:, None] == t[None, :]  # a batch repeat of the positive is no negative
                 logits = logits.masked_fill(same & ~torch.eye(len(t), dtype=torch.bool), -1e9)
                 loss = nn.functional.cross_entropy(logits, torch.arange(len(t)))
@@ -226,7 +228,8 @@ class TwoTower(CandidateSource):
         return {"dim": self.dim, "hidden": self.hidden, "history": self.history,
                 "epochs": self.epochs, "batch_size": self.batch_size,
                 "learning_rate": self.learning_rate, "temperature": self.temperature,
-                "context_dropout": self.context_dropout, "index": self.index_kind,
+                "context_dropout": self.context_dropout, "log_q": self.log_q,
+                "index": self.index_kind,
                 "seed": self.seed}
 
     def arrays(self) -> dict[str, np.ndarray]:
