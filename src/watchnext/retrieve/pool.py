@@ -263,7 +263,8 @@ arrived videos: chosen on KuaiRand's validation day (docs/retrieval.md, "Pool se
 
 def default_pool(table: pa.Table, columns: LogColumns | None = None, max_candidates: int = 300,
                  topic_column: str = "topic", shares: dict[str, float] | None = None,
-                 exclude_watched: bool = True) -> CandidatePool:
+                 exclude_watched: bool = True, popular: dict[str, float] | None = None
+                 ) -> CandidatePool:
     """The standard pool: the sources named in ``shares`` (default ``DEFAULT_SHARES``), each
     with that share of the pool as its quota.
 
@@ -272,7 +273,8 @@ def default_pool(table: pa.Table, columns: LogColumns | None = None, max_candida
     embedding. What a source leaves of its quota is filled from beyond the others' quotas; for a
     cold-start query only popular answers and fills the pool. ``exclude_watched``: a user's
     pools leave out the videos the user watched in ``table`` (on KuaiRand no click repeats an
-    earlier one, so they only take room: docs/retrieval.md, "Pool settings").
+    earlier one, so they only take room: docs/retrieval.md, "Pool settings"). ``popular``: the
+    popular source's settings (default ``DEFAULT_POPULAR``).
     """
     columns = columns or LogColumns()
     shares = dict(DEFAULT_SHARES if shares is None else shares)
@@ -288,7 +290,8 @@ def default_pool(table: pa.Table, columns: LogColumns | None = None, max_candida
                             f"({moved:.0%}) went to embedding" if topic_column
                             else "topic_column is empty")
     special = {"topic": lambda: TopicMatch(columns, topic_column=topic_column),
-               "popular": lambda: PopularFresh(columns, **DEFAULT_POPULAR)}
+               "popular": lambda: PopularFresh(columns, **(DEFAULT_POPULAR if popular is None
+                                                           else popular))}
     sources: dict[str, CandidateSource] = {
         name: special[name]() if name in special else SOURCE_KINDS[name](columns)
         for name in shares}

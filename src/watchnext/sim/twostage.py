@@ -17,6 +17,11 @@ catalogue (the query video excluded):
 against the same ranker on a popular-only pool of the same size (the videos with most logged
 clicks), the logging policy on the world's candidates (what produced the logs), and the ranker on
 the world's candidates. Differences are paired by request; intervals are 95%, clustered by user.
+
+``source_ablation`` judges the sources live: pools that drop one source (or add one to popular
+alone) are served to the same requests, the users respond (with noise fixed per request and
+video, so arms differ only through what they show), and the live metrics' lifts over the full
+pool come with the experiments' paired delta-method intervals (``watchnext.sim.measure``).
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ import pyarrow as pa
 from watchnext.retrieve.base import Query
 from watchnext.retrieve.log import LogColumns
 from watchnext.retrieve.pool import CandidatePool, default_pool
-from watchnext.sim.world import Traffic, World
+from watchnext.sim import measure
+from watchnext.sim.world import NOISE_FIELDS, Outcomes, Traffic, World, slate_positions
 
 Z95 = 1.959963984540054
 COLUMNS = LogColumns(user="user_id", item="video_id", time="time_s", watched="click")
@@ -50,11 +56,12 @@ def with_request_time(table: pa.Table, world: World) -> pa.Table:
     return table.append_column("time_s", pa.array(day + share * 86400.0))
 
 
-def fit_pool(logs: pa.Table, world: World, size: int, shares: dict[str, float] | None = None
-             ) -> CandidatePool:
+def fit_pool(logs: pa.Table, world: World, size: int, shares: dict[str, float] | None = None,
+             popular: dict[str, float] | None = None) -> CandidatePool:
     """watchnext's default pool fitted on simulated impression logs (``video_topic`` feeds the
-    topic source)."""
-    return default_pool(with_request_time(logs, world), COLUMNS, size, "video_topic", shares)
+    topic source); ``popular`` overrides the popular source's settings."""
+    return default_pool(with_request_time(logs, world), COLUMNS, size, "video_topic", shares,
+                        popular=popular)
 
 
 def pooled_traffic(traffic: Traffic, candidates: np.ndarray) -> Traffic:
@@ -175,3 +182,48 @@ def two_stage_report(world: World, logs: pa.Table, pool: CandidatePool, traffic:
             "quotas": pool.quotas, "skipped": pool.skipped, "systems": systems,
             "sources": sources,
             "two_stage_minus": differences}
+
+
+def catalogue_noise(world: World, traffic: Traffic, salt: int = 13) -> dict[str, np.ndarray]:
+    """Response noise per (request, video) ``[R, V]``: arms whose pools differ still draw the
+    same click, watch and survey answer for the same video (common random numbers by video,
+    where ``World.traffic`` fixes them by candidate slot)."""
+    rng = np.random.default_rng([world.config.seed, *traffic.key(salt)])
+    shape = (len(traffic.user), world.config.videos.count)
+    noise = {name: rng.random(shape, dtype=np.float32) for name in NOISE_FIELDS[:5]}
+    return noise | {name: rng.standard_normal(shape, dtype=np.float32)
+                    for name in NOISE_FIELDS[5:]}
+
+
+def served_outcomes(world: World, traffic: Traffic, candidates: np.ndarray, scores: np.ndarray,
+                    noise: dict[str, np.ndarray]) -> Outcomes:
+    """The users' responses to the top slots of ``candidates`` ordered by ``scores``."""
+    rows = np.arange(len(candidates))[:, None]
+    served = Traffic(traffic.day, traffic.stream, traffic.request_id, traffic.user,
+                     traffic.device, traffic.query, candidates,
+                     {name: values[rows, candidates] for name, values in noise.items()})
+    return world.respond(served, slate_positions(scores, world.config.slots))
+
+
+def source_ablation(world: World, pool: CandidatePool, traffic: Traffic, rank: Scores,
+                    fallback: np.ndarray) -> dict[str, Any]:
+    """Live lifts of pools that drop one source, or add one to popular alone, over the full
+    pool, each ranked by the same ranker on the same requests with the same response noise."""
+    names = list(pool.sources)
+    arms = {"all sources": names}
+    arms |= {f"without {n}": [m for m in names if m != n] for n in names if len(names) > 1}
+    if "popular" in names:
+        arms |= {f"popular + {n}": ["popular", n] for n in names if n != "popular"}
+        arms["popular only"] = ["popular"]
+    noise = catalogue_noise(world, traffic)
+    sums = {}
+    for arm, kept in arms.items():
+        sub = CandidatePool({n: pool.sources[n] for n in kept}, pool.max_candidates,
+                            {n: pool.quotas[n] for n in kept}, watched=pool.watched)
+        candidates, _ = pool_candidates(sub, traffic, fallback)
+        scores = rank(pooled_traffic(traffic, candidates))
+        sums[arm] = measure.per_request(served_outcomes(world, traffic, candidates, scores, noise))
+    control = sums["all sources"]
+    return {"metrics": {arm: measure.summary(s) for arm, s in sums.items()},
+            "lifts": {arm: {m: lift.to_dict() for m, lift in measure.lifts(s, control).items()}
+                      for arm, s in sums.items() if arm != "all sources"}}
