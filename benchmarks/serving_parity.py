@@ -1,19 +1,23 @@
 """Train/serve parity on kuairand-sample v1's validation day, feature by feature.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/serving_parity.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/serving_parity.py [--last-row]
 
 The feature store is built from the training days (2022-04-08..17) with the encoder of the
 bundled config; for every row of the validation day (2022-04-18) whose user and video the store
 knows, the encoded features it serves (``FeatureStore.encode`` at the row's time) are compared
 with the row's training features (``FeatureEncoder.transform``). Prints the share of rows that
 differ per feature, and how many differing pair-feature rows have a (user, length class) pair the
-store never saw. ``tests/serve/test_train_serve_parity.py`` asserts the same on a smaller slice.
+store never saw. ``--last-row`` builds the store the way it was built before issue 15 (each
+key's last logged row, its history missing that row's own day), to show the skew it had.
+``tests/serve/test_train_serve_parity.py`` asserts the same on a smaller slice.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pyarrow as pa
@@ -30,12 +34,19 @@ CONFIG = Path(__file__).resolve().parents[1] / "src/watchnext/configs/kuairand_v
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--last-row", action="store_true")
+    args = parser.parse_args()
     torch.set_num_threads(1)
     config = load_config(CONFIG)
     splits = load_dataset("kuairand-sample-v1")  # history features over all days, point in time
     fit, day = splits["train"], splits["valid"]
     encoder = FeatureEncoder(config).fit(fit)
-    store = FeatureStore.build(fit, encoder, LogColumns(watched="is_click"))
+    if args.last_row:
+        with mock.patch("watchnext.serve.features.history_as_of_end", lambda t, _c: t):
+            store = FeatureStore.build(fit, encoder, LogColumns(watched="is_click"))
+    else:
+        store = FeatureStore.build(fit, encoder, LogColumns(watched="is_click"))
     trained = encoder.transform(day)
     times = times_in_seconds(day["time_ms"], "time_ms")
     names = [f.name for f in encoder.categorical] + [f.name for f in encoder.numeric]
