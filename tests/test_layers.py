@@ -25,7 +25,7 @@ ALLOWED = {
     "retrieve": MODEL,
     "serve": MODEL | {"evaluate", "retrieve"},  # not train: serving loads checkpoints
     "api": MODEL | {"evaluate", "train"},  # not serve: a plain install has no serving extra
-    "sim": MODEL | {"evaluate", "train", "api"},
+    "sim": MODEL | {"evaluate", "train", "retrieve", "api"},  # retrieve: the two-stage system
     "workflows": MODEL | {"evaluate", "train", "retrieve", "serve", "api", "sim"},
     # the CLI: cli.py, every package's ``commands`` module and the ``__main__`` entry points
     "cli": MODEL | {"evaluate", "train", "retrieve", "serve", "api", "sim", "workflows"},

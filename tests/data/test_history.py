@@ -8,7 +8,13 @@ import pytest
 
 from watchnext.config import config_from_dict
 from watchnext.data.errors import DataError
-from watchnext.data.history import add_history, add_history_features, day_rank, days_seen
+from watchnext.data.history import (
+    add_history,
+    add_history_features,
+    day_rank,
+    days_seen,
+    history_as_of_end,
+)
 
 # user a: days 1, 1, 2, 4; user b: days 2, 3, 3
 USERS = ["a", "a", "b", "a", "b", "b", "a"]
@@ -127,3 +133,21 @@ def test_precomputed_history_columns_are_kept_and_missing_inputs_named() -> None
     assert kept.equals(precomputed) and not computed.equals(precomputed)
     with pytest.raises(DataError, match=r"column 'user': required column is missing"):
         add_history(table.drop(["user"]), cfg)
+
+
+def test_history_as_of_end_is_what_a_row_on_the_next_day_reads() -> None:
+    """Each row gets its key's features as of day 5 (the day after the last): the values a
+    real row of that key on day 5 computes, not the ones of the key's own last row."""
+    cfg = _config(windows=["all", 2], counted=["click"])
+    table = add_history(pa.table({"user": USERS, "day": DAYS, "click": CLICKS}), cfg)
+    served = history_as_of_end(table, cfg)
+    probe = add_history(pa.table({"user": [*USERS, "a", "b"], "day": [*DAYS, 5, 5],
+                                  "click": [*CLICKS, None, None]}), cfg)
+    for name in [f.name for f in cfg.features]:
+        a, b = _column(probe, name)[-2:]
+        expected = np.where(np.array(USERS) == "a", a, b)
+        np.testing.assert_array_equal(_column(served, name), expected, err_msg=name)
+    # a's last row (day 4) did not count day 4 itself; served as of day 5 it does
+    assert _column(table, "user_hist_n")[-1] == np.log1p(3)
+    assert _column(served, "user_hist_n")[-1] == np.log1p(4)
+    assert served.column_names == table.column_names

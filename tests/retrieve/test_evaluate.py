@@ -65,11 +65,14 @@ def test_recall_of_the_pool_its_sources_and_the_baselines(history, held_out):
     # Ranked by SCORES: b is 2nd of [a, d, b] and beats 1 of 2; a is last and beats none.
     assert rows["pool"]["median_rank"] == 2.5
     assert rows["pool"]["pairwise"]["value"] == 0.25
+    # Shown and passed over: only u2 saw d (no click); d outscores u2's hit a.
+    assert rows["pool"]["pairwise_exposed"]["value"] == 0.0
+    assert rows["pool"]["pairwise_exposed"]["n"] == 1
     assert rows["pool"]["recall_at_10"]["value"] == 0.5  # a pool of 3: every hit is in the top 10
     # Most-clicked in the history: a (2), c, q (1 each); only u2's a is among them.
     assert rows["popular-only"]["recall"]["value"] == 0.25
     assert rows["random"]["mean_size"] == 3.0
-    assert set(report["missing_sources"]) == {"cowatch", "embedding", "topic", "popular"}
+    assert set(report["missing_sources"]) == {"cowatch", "embedding", "twotower", "topic", "popular"}
     # Pools [a, d, b], [a, d, c], [a, d, b], [a, d, b]: s1 found 8 of 12, and both hits.
     mix = rows["pool"]["source_mix"]
     assert mix["pool"] == mix["top_10"] == pytest.approx({"s1": 8 / 12, "s2": 4 / 12})
@@ -124,6 +127,40 @@ def test_no_source_is_fitted_on_the_evaluation_days():
     assert "y" in [c.item_id for c in leaked.sources["cowatch"].candidates(Query(video_id="x"), 10)]
     with pytest.raises(RetrievalError, match="seen the evaluation days"):
         evaluate_retrieval(leaked, fitting, held_out, ["is_click"], COLUMNS)
+    # The learned source only knows the fitting days: not u9, whose history it cannot read.
+    twotower = pool.sources["twotower"]
+    assert "u9" not in twotower.user_ids and "u9" in leaked.sources["twotower"].user_ids
+    assert twotower.candidates(Query("u9", None), 5) == []
+
+
+class Counting(Fixed):
+    calls = 0
+
+    def retrieve(self, query, n):
+        Counting.calls += 1
+        return super().retrieve(query, n)
+
+
+def test_each_source_is_asked_once_per_event(history, held_out):
+    pool = CandidatePool({"s1": Counting(["a", "b", "c"]), "s2": Fixed(["d", "e"])}, 3)
+    Counting.calls = 0
+    evaluate_retrieval(pool, history, held_out, ["is_click"], COLUMNS)
+    assert Counting.calls == 4  # four click events
+
+
+def test_excluding_the_history_costs_the_repeat_clicks():
+    """u1 clicked a, then c; on day 1 it clicks a again (after c), then b (after a)."""
+    pool = CandidatePool({"s": Fixed(["a", "b", "c"])}, 3)
+    history = log_table([("u1", "a", 0, 0, 1), ("u1", "c", 0, 1, 1)])
+    held_out = log_table([("u1", "a", 1, 0, 1), ("u1", "b", 1, 1, 1)])
+    kept = evaluate_retrieval(pool, history, held_out, ["is_click"], COLUMNS)["labels"]["is_click"]
+    dropped = evaluate_retrieval(pool, history, held_out, ["is_click"], COLUMNS,
+                                 exclude_history=True)["labels"]["is_click"]
+    assert kept["repeat_items"] == dropped["repeat_items"] == 0.5  # a is a repeat, b is not
+    # Kept: pools [a, b] and [b, c] find both clicks and hold one earlier click each.
+    assert kept["rows"]["pool"]["recall"]["value"] == 1.0 and kept["pool_repeats"] == 1.0
+    # Excluded: a and c never enter a pool: both pools are [b]; the repeat click of a is lost.
+    assert dropped["rows"]["pool"]["recall"]["value"] == 0.5 and dropped["pool_repeats"] == 0.0
 
 
 def test_the_pool_records_when_it_was_fitted_and_what_it_lacks(tmp_path, two_communities):

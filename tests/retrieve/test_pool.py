@@ -79,15 +79,24 @@ def test_cold_start_is_filled_by_popular(two_communities):
     pool = default_pool(two_communities, LogColumns(watched="is_click"), max_candidates=8)
     out = pool.candidates(Query("new-user", "new-video"))
     assert len(out) == 8 and {c.source for c in out} == {"popular"}
-    known = pool.candidates(Query("0", "a0"))
+    known = pool.candidates(Query(None, "a0"))  # (user 0 watched every a: all left out)
     assert {"cowatch", "embedding", "topic"} <= {s for c in known for s in c.sources}
     assert len({c.item_id for c in known}) == len(known) <= 8
 
 
 def test_default_pool_without_topic_column(two_communities):
     pool = default_pool(two_communities.drop(["topic"]), max_candidates=20)
-    assert list(pool.sources) == ["cowatch", "embedding", "popular"]
+    assert list(pool.sources) == ["cowatch", "embedding", "twotower", "popular"]
     assert sum(pool.quotas.values()) == 20
+    assert "no 'topic' column" in pool.skipped["topic"]
+
+
+def test_default_pool_shares_name_its_sources(two_communities):
+    pool = default_pool(two_communities, max_candidates=10, shares={"twotower": 0.6, "popular": 0.4})
+    assert pool.quotas == {"twotower": 6, "popular": 4} and pool.skipped == {}
+    assert set(pool.fit_seconds) == {"twotower", "popular"}
+    with pytest.raises(ValueError, match="unknown sources"):
+        default_pool(two_communities, shares={"magic": 1.0})
 
 
 def test_save_load(tmp_path, two_communities):
@@ -123,3 +132,24 @@ def test_real_logs_pool(kuairand_train):
 def kuairand_train():
     from watchnext.data.datasets import load_dataset
     return load_dataset("kuairand-sample-v1")["train"]
+
+
+def test_watched_videos_are_left_out_and_kept_through_save_and_load(tmp_path, two_communities):
+    """User 0 watched a0..a4: none of them may come back to it, from any source."""
+    pool = default_pool(two_communities, LogColumns(watched="is_click"), max_candidates=8)
+    watched = {f"a{j}" for j in range(5)}
+    assert pool.watched["0"] == watched
+    out = {c.item_id for c in pool.candidates(Query("0", "a0"))}
+    assert out and not out & watched
+    assert {c.item_id for c in pool.candidates(Query("15", "b0"))} & {"a0", "a1"}  # not 15's
+    loaded = CandidatePool.load(pool.save(tmp_path / "pool"))
+    assert loaded.watched == pool.watched
+    assert [c.item_id for c in loaded.candidates(Query("0", "a0"))] == [
+        c.item_id for c in pool.candidates(Query("0", "a0"))]
+    kept = default_pool(two_communities, LogColumns(watched="is_click"), max_candidates=8,
+                        exclude_watched=False)
+    assert kept.watched is None and {c.item_id for c in kept.candidates(Query("0", "a0"))} & watched
+    assert CandidatePool.load(kept.save(tmp_path / "kept")).watched is None
+    (tmp_path / "pool" / "watched_counts.npy").write_bytes(b"junk")
+    with pytest.raises(RetrievalError, match="watched_users.npy: unreadable"):
+        CandidatePool.load(tmp_path / "pool")

@@ -48,7 +48,7 @@ def test_web_page_recommends(browser, model_dir, serving):
         for task in ("click", "long_view", "like", "source"):
             assert task in header
         sources = {browser.attribute(row, "data-source") for row in rows}
-        assert sources <= {"cowatch", "embedding", "topic", "popular"}
+        assert sources <= {"cowatch", "embedding", "twotower", "topic", "popular"}
         first = browser.text(rows[0])
         assert "video" in first and browser.attribute(rows[0], "data-video-id") in first
 

@@ -33,7 +33,7 @@ def test_recommend_json(model_dir, serving):
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["known_user"] and len(data["items"]) == 4
-    assert data["items"][0]["source"] in ("cowatch", "embedding", "topic", "popular")
+    assert data["items"][0]["source"] in ("cowatch", "embedding", "twotower", "topic", "popular")
 
 
 def test_recommend_table_for_a_new_user(model_dir):

@@ -86,18 +86,20 @@ def test_latest_values_win(logs):
     ranker = Ranker(tiny_config())
     ranker._build(logs)
     probe = FeatureStore.build(logs, ranker.encoder, LogColumns(watched="is_click"))
+    # a plain user column (history columns are served as of the day after the logs instead)
     column = next(c for c, r in probe.roles.items() if r == USER and c != "user_id"
-                  and pa.types.is_floating(logs.schema.field(c).type))
+                  and "_hist_" not in c and "_recent_" not in c
+                  and pa.types.is_string(logs.schema.field(c).type))
     first = logs.slice(0, 1)
     user, video = first["user_id"][0].as_py(), first["video_id"][0].as_py()
     later = first.set_column(first.schema.get_field_index("time_ms"), "time_ms",
                              pa.array([max(logs["time_ms"].to_pylist()) + 1]))
-    later = later.set_column(later.schema.get_field_index(column), column, pa.array([42.0]))
+    later = later.set_column(later.schema.get_field_index(column), column, pa.array(["newest"]))
     table = pa.concat_tables([later, logs])  # the newest row comes first in the file
     store = FeatureStore.build(table, ranker.encoder, LogColumns(watched="is_click"))
     raw = store.raw_table(str(user), [str(video)], None, WHEN)
-    assert raw[column][0].as_py() == 42.0
-    assert probe.raw_table(str(user), [str(video)], None, WHEN)[column][0].as_py() != 42.0
+    assert raw[column][0].as_py() == "newest"
+    assert probe.raw_table(str(user), [str(video)], None, WHEN)[column][0].as_py() != "newest"
 
 
 def test_save_load_round_trip(tmp_path, serving):

@@ -24,13 +24,13 @@ def test_evaluate_retrieval_on_a_held_out_day(model_dir, tmp_path):
     report = json.loads(out.read_text())
     rows = report["labels"]["is_follow"]["rows"]
     assert report["labels"]["is_follow"]["events"] == 7  # follows logged on 2022-04-21
-    assert set(rows) == {"pool", "source:cowatch", "source:embedding", "source:popular",
-                         "popular-only", "random"}
+    assert set(rows) == {"pool", "source:cowatch", "source:embedding", "source:twotower",
+                         "source:popular", "popular-only", "random"}
     assert rows["pool"]["mean_size"] == ServingModel.load(model_dir).pool.max_candidates
     assert report["missing_sources"]["topic"].startswith("no 'topic' column")
     assert "recall_at_10" in rows["pool"] and "| is_follow | pool | 7 |" in result.output
     assert "where the pool's items come from" in result.output
-    assert set(rows["pool"]["source_mix"]["pool"]) <= {"cowatch", "embedding", "popular"}
+    assert set(rows["pool"]["source_mix"]["pool"]) <= {"cowatch", "embedding", "twotower", "popular"}
     assert "…" not in result.output
 
 

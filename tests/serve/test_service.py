@@ -124,7 +124,12 @@ def test_build_from_a_checkpoint_without_training(tmp_path, logs):
     small = logs.slice(0, 1500)
     ranker = Ranker(tiny_config().replace(train={"max_epochs": 1})).fit(small)
     checkpoint = ranker.save(tmp_path / "ckpt")
-    path = build_model_dir(checkpoint, small, tmp_path / "m", onnx=False, max_candidates=20)
+    said: list[str] = []
+    path = build_model_dir(checkpoint, small, tmp_path / "m", onnx=False, max_candidates=20,
+                           log=said.append)
+    assert "topic" not in small.column_names
+    assert any(m.startswith("warning: the pool has no topic source") for m in said), said
+    assert "twotower" in read_manifest(path)["retrieval"]["fit_seconds"]
     built = load_ranker(path).model.state_dict()
     assert all(torch.equal(v, built[k]) for k, v in ranker.model.state_dict().items())
     model = ServingModel.load(path)

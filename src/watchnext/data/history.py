@@ -21,6 +21,7 @@ thousands it is small, and a cumulative sum along the day axis reads like the de
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -206,3 +207,53 @@ def split_history(splits: dict[str, pa.Table], config: RunConfig | None) -> dict
         out[name] = whole.slice(start, splits[name].num_rows)
         start += splits[name].num_rows
     return out
+
+
+def history_columns(config: RunConfig) -> dict[str, list[str]]:
+    """Every ``[[history]]`` column of the config, grouped by the entity it describes."""
+    out: dict[str, list[str]] = {}
+    for spec in config.history:
+        for window in spec.windows:
+            out.setdefault(spec.entity, []).extend(spec.columns(window))
+    return out
+
+
+def next_day(days: pa.ChunkedArray | pa.Array) -> object:
+    """A day value that sorts after every day of the column: the day after its last."""
+    last = pc.max(days).as_py()
+    if isinstance(last, str):
+        return (dt.date.fromisoformat(last) + dt.timedelta(days=1)).isoformat()
+    return last + 1
+
+
+def history_as_of_end(table: pa.Table, config: RunConfig) -> pa.Table:
+    """``table`` with every history column replaced, on each row, by the value its key would
+    read on the day after the table's last day: what a service built from these logs knows.
+
+    A row's own history stops the day before it (``add_history``), so a key's latest row misses
+    its own last day; a service that serves it as is lags the training rows of the next day.
+    Computed as ``add_history`` over the table plus one label-less row per key on that next day.
+    """
+    day = config.data.day_column
+    columns = {entity: names for entity, names in history_columns(config).items()
+               if {entity, day, *names} <= set(table.column_names)}
+    if not columns or not table.num_rows:
+        return table
+    after = next_day(table[day])
+    extra = []
+    for entity in columns:
+        keys = pc.unique(table[entity].combine_chunks().drop_null())
+        extra.append(pa.table({entity: keys, day: pa.array([after] * len(keys),
+                                                            table.schema.field(day).type)}))
+    computed = [c for cols in columns.values() for c in cols]
+    base = table.drop_columns([c for c in computed if c in table.column_names])
+    whole = add_history(pa.concat_tables([base, *extra], promote_options="permissive"), config)
+    start = table.num_rows
+    for entity, entity_columns in columns.items():
+        rows = whole.slice(start, extra.pop(0).num_rows)
+        start += rows.num_rows
+        at = pc.index_in(table[entity], value_set=rows[entity].combine_chunks())
+        for name in entity_columns:
+            values = rows[name].combine_chunks().take(at)
+            table = table.set_column(table.column_names.index(name), name, values)
+    return table

@@ -7,7 +7,8 @@ from watchnext.retrieve.log import LogColumns, WatchLog
 from watchnext.retrieve.pool import SOURCE_KINDS, CandidatePool, PooledCandidate, default_pool
 from watchnext.retrieve.popular import PopularFresh
 from watchnext.retrieve.topic import TopicMatch
+from watchnext.retrieve.twotower import TwoTower
 
 __all__ = ["SOURCE_KINDS", "Candidate", "CandidatePool", "CandidateSource", "CoWatch",
            "EmbeddingRetrieval", "LogColumns", "PooledCandidate", "PopularFresh", "Query",
-           "RetrievalError", "TopicMatch", "WatchLog", "default_pool"]
+           "RetrievalError", "TopicMatch", "TwoTower", "WatchLog", "default_pool"]

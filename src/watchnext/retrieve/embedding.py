@@ -80,6 +80,20 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return np.where(norms > 0, vectors / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
 
 
+def inner_product_index(vectors: np.ndarray, kind: str) -> tuple[faiss.Index, np.ndarray]:
+    """A faiss inner-product index (``flat``: exact, ``hnsw``: graph) over the non-zero rows of
+    ``vectors``, and those rows' codes (a zero vector is an item the source knows nothing of)."""
+    faiss = _import_faiss()
+    searchable = np.flatnonzero(np.linalg.norm(vectors, axis=1) > 0)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexFlatIP(vectors.shape[1])
+    if len(searchable):
+        index.add(np.ascontiguousarray(vectors[searchable], np.float32))
+    return index, searchable
+
+
 class EmbeddingRetrieval(CandidateSource):
     """Nearest items to the query video's (and the user's) co-watch embedding."""
 
@@ -135,16 +149,8 @@ class EmbeddingRetrieval(CandidateSource):
         return normalise(out)
 
     def _build_index(self) -> None:
-        faiss = _import_faiss()
         self._users = {v: i for i, v in enumerate(self.user_ids)}
-        self._searchable = np.flatnonzero(np.linalg.norm(self.item_vectors, axis=1) > 0)
-        if self.index_kind == "hnsw":
-            index = faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)
-        else:
-            index = faiss.IndexFlatIP(self.dim)
-        if len(self._searchable):
-            index.add(np.ascontiguousarray(self.item_vectors[self._searchable]))
-        self._faiss = index
+        self._faiss, self._searchable = inner_product_index(self.item_vectors, self.index_kind)
 
     def query_vector(self, query: Query) -> np.ndarray | None:
         """The query video's vector, blended with the user's; the user's alone for a cold video."""

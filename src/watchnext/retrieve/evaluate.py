@@ -10,6 +10,8 @@ one), which is what the service sees when u finishes q. Then:
     source recall     v is in the source's own top N ("found"), and within its quota
     ranked recall@10  v is in the ranker's top 10 of the pool: the two stages judged together
     pairwise          share of the other pool items the ranker scores below v (random: 50%)
+    ... vs shown      the same against the pool items the user was shown on the evaluation days
+                      and did not engage with: the logged clicks' exposure taken out
 
 beside two pools of the same size that know nothing about the query: the N items with most
 positives in the fitting days, and N random catalogue items; and which source the pool's items,
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from watchnext.retrieve.base import Query, RetrievalError
 from watchnext.retrieve.log import LogColumns, WatchLog
@@ -51,6 +54,8 @@ class Events:
     queries: list[str | None]
     times: np.ndarray  # [N] epoch seconds
     earlier: dict[str, set[str]] = field(default_factory=dict)  # user -> history positives
+    # user -> videos shown to the user on the evaluation days without a positive of the label
+    shown: dict[str, set[str]] = field(default_factory=dict)
 
 
 def positive_events(history: pa.Table, evaluation: pa.Table, label: str,
@@ -73,7 +78,20 @@ def positive_events(history: pa.Table, evaluation: pa.Table, label: str,
         items.append(item)
         queries.append(last.get(user))
         last[user] = item
-    return Events(label, users, items, queries, now.times.copy(), earlier)
+    return Events(label, users, items, queries, now.times.copy(), earlier,
+                  _shown_without_positive(evaluation, label, columns))
+
+
+def _shown_without_positive(table: pa.Table, label: str, columns: LogColumns
+                            ) -> dict[str, set[str]]:
+    """user -> the videos of ``table``'s rows whose ``label`` is 0 (shown, no positive)."""
+    negative = table.filter(pc.equal(pc.fill_null(table[label], 1), 0))
+    shown: dict[str, set[str]] = {}
+    for user, item in zip(pc.cast(negative[columns.user], pa.string()).to_pylist(),
+                          pc.cast(negative[columns.item], pa.string()).to_pylist(), strict=True):
+        if user is not None and item is not None:
+            shown.setdefault(user, set()).add(item)
+    return shown
 
 
 @dataclass
@@ -89,6 +107,8 @@ class _Tally:
     merge_ranks: list[int] = field(default_factory=list)  # per hit: position in the pool's order
     pairwise: list[float] = field(default_factory=list)  # per hit
     hit_users: list[str] = field(default_factory=list)
+    exposed: list[float] = field(default_factory=list)  # per hit with shown negatives in the list
+    exposed_users: list[str] = field(default_factory=list)
     random_top: list[float] = field(default_factory=list)  # per hit: P(top 10) in random order
     top_items: set[str] = field(default_factory=set)
     pool_items: set[str] = field(default_factory=set)
@@ -112,6 +132,7 @@ class _Tally:
                 "hits_in_top_10_random_order": float(np.mean(self.random_top)) if hits else None,
                 "median_rank": float(np.median(ranks)) if hits else None,
                 "pairwise": _interval(self.pairwise, self.hit_users),
+                "pairwise_exposed": _interval(self.exposed, self.exposed_users),
                 "distinct_top_10": len(self.top_items)})
             if self.merge_ranks:
                 out["median_merge_rank"] = float(np.median(self.merge_ranks))
@@ -158,9 +179,12 @@ def _rank_of(scores: np.ndarray, hit: int) -> tuple[int, float]:
 
 
 def _tally_ranked(tally: _Tally, ids: list[str], item: str, event: tuple[str, str | None, float],
-                  scorer: Scorer | None, origins: list[str] | None = None) -> None:
+                  scorer: Scorer | None, origins: list[str] | None = None,
+                  shown: set[str] | frozenset[str] = frozenset()) -> None:
     """Record list ``ids`` for one event: found or not, and where the ranker puts ``item``;
-    ``origins`` (the source of each of ``ids``) adds the source mix of the list and its top 10."""
+    ``origins`` (the source of each of ``ids``) adds the source mix of the list and its top 10;
+    ``shown`` (videos shown to the user without a positive) gives the exposed pairwise: the hit
+    against the list's items the user saw and passed over, not ones nobody showed them."""
     user, query, when = event
     hit = _position(ids, item)
     if origins is not None:
@@ -190,6 +214,11 @@ def _tally_ranked(tally: _Tally, ids: list[str], item: str, event: tuple[str, st
     tally.pairwise.append(beaten)
     tally.hit_users.append(user)
     tally.random_top.append(min(1.0, TOP_K / len(ids)))
+    passed = [i for i, v in enumerate(ids) if v in shown and i != hit]
+    if passed:
+        target, others = scores[hit], scores[passed]
+        tally.exposed.append(float(np.mean((others < target) + 0.5 * (others == target))))
+        tally.exposed_users.append(user)
 
 
 def _scores(scorer: Scorer, user: str, query: str | None, ids: list[str], when: float
@@ -211,8 +240,8 @@ def popular_items(history: pa.Table, label: str, columns: LogColumns, n: int) ->
 def evaluate_retrieval(pool: CandidatePool, history: pa.Table, evaluation: pa.Table,
                        labels: Sequence[str], columns: LogColumns, *, pool_size: int | None = None,
                        scorer: Scorer | None = None, seed: int = 0,
-                       fitted_until: float | None = None,
-                       tolerance_s: float = 3600.0) -> dict[str, Any]:
+                       fitted_until: float | None = None, tolerance_s: float = 3600.0,
+                       exclude_history: bool = False) -> dict[str, Any]:
     """Recall of ``pool``, of each of its sources and of the two baselines, per label.
 
     ``history`` holds the logs up to the evaluation (the fitting days: the previous positive of
@@ -221,6 +250,8 @@ def evaluate_retrieval(pool: CandidatePool, history: pa.Table, evaluation: pa.Ta
     fitted event, else the newest event of ``history``): no evaluated event may come more than
     ``tolerance_s`` before it. Logs split by a day column can disagree with their timestamps by
     minutes around midnight (KuaiRand's do), but a fitted evaluation day cannot hide in an hour.
+    ``exclude_history``: each query excludes the user's positives in ``history`` (what a service
+    that never re-recommends a watched video would do), to measure what that rule costs.
     """
     if pool_size is not None and not 1 <= pool_size <= pool.max_candidates:
         raise RetrievalError(f"pool size {pool_size} is outside 1..{pool.max_candidates}, the "
@@ -243,7 +274,7 @@ def evaluate_retrieval(pool: CandidatePool, history: pa.Table, evaluation: pa.Ta
         _check_after(events, horizon, tolerance_s)
         popular = popular_items(history, label, columns, size) if history.num_rows else []
         report["labels"][label] = _evaluate_label(pool, events, size, popular, catalogue, known,
-                                                  rng, scorer)
+                                                  rng, scorer, exclude_history)
     return report
 
 
@@ -271,43 +302,50 @@ def _missing_sources(pool: CandidatePool) -> dict[str, str]:
 
 def _evaluate_label(pool: CandidatePool, events: Events, size: int, popular: list[str],
                     catalogue: list[str], known: set[str], rng: np.random.Generator,
-                    scorer: Scorer | None) -> dict[str, Any]:
+                    scorer: Scorer | None, exclude_history: bool = False) -> dict[str, Any]:
     n = len(events.items)
     tallies = {"pool": _Tally(), "popular-only": _Tally(), "random": _Tally()}
     per_source = {name: _Tally() for name in pool.sources}
-    cold, repeats = 0, []
+    cold, repeat_events, repeats = 0, 0, []
     for user, item, query, when in zip(events.users, events.items, events.queries,
                                        events.times.tolist(), strict=True):
         cold += item not in known
-        q = Query(user, query)
-        pooled = pool.merge(q, size)
+        seen = events.earlier.get(user, set())
+        q = Query(user, query, frozenset(seen) if exclude_history else frozenset())
+        found = pool.retrieve_each(q, size)  # once per event and source: the pool merges these
+        pooled = pool.merge(q, size, found)
         ids = pooled.ids
         origins = [pooled.source_names[s] for s in pooled.source.tolist()]
-        repeats.append(len(events.earlier.get(user, set()).intersection(ids)))
+        repeats.append(len(seen.intersection(ids)))
+        repeat_events += item in seen
         merge_position = _position(ids, item)
         if merge_position >= 0:
             tallies["pool"].merge_ranks.append(merge_position + 1)
-        _tally_ranked(tallies["pool"], ids, item, (user, query, when), scorer, origins)
+        shown = events.shown.get(user, set())
+        _tally_ranked(tallies["pool"], ids, item, (user, query, when), scorer, origins, shown)
         baseline = [v for v in popular if v != query][:size]
-        _tally_ranked(tallies["popular-only"], baseline, item, (user, query, when), scorer)
+        _tally_ranked(tallies["popular-only"], baseline, item, (user, query, when), scorer,
+                      shown=shown)
         drawn = rng.choice(len(catalogue), size=min(size + 1, len(catalogue)), replace=False)
         randoms = [catalogue[i] for i in drawn.tolist() if catalogue[i] != query][:size]
-        _tally_ranked(tallies["random"], randoms, item, (user, query, when), scorer)
+        _tally_ranked(tallies["random"], randoms, item, (user, query, when), scorer,
+                      shown=shown)
         for name, source in pool.sources.items():
-            found = source.candidates(q, size)
-            position = _position([c.item_id for c in found], item)
+            listed = [source.item_ids[c] for c in found[name][0].tolist()]
+            position = _position(listed, item)
             tally = per_source[name]
             tally.users.append(user)
             tally.found.append(position >= 0)
             tally.in_quota.append(0 <= position < pool.quotas[name])
-            tally.sizes.append(len(found))
-            tally.pool_items.update(c.item_id for c in found)
+            tally.sizes.append(len(listed))
+            tally.pool_items.update(listed)
     rows = {"pool": tallies["pool"].summary(scorer is not None)}
     rows.update({f"source:{name}": t.summary(False) for name, t in per_source.items()})
     rows["popular-only"] = tallies["popular-only"].summary(scorer is not None)
     rows["random"] = tallies["random"].summary(scorer is not None)
     return {"events": n, "no_query": sum(q is None for q in events.queries),
             "cold_items": cold / n if n else None,
+            "repeat_items": repeat_events / n if n else None,
             "pool_repeats": float(np.mean(repeats)) if repeats else None, "rows": rows}
 
 
@@ -315,20 +353,20 @@ def report_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The report as one table: a row per (label, pool or source or baseline)."""
     header = ["label", "row", "events", f"recall@{report['pool_size']}", "in quota", "mean size",
               "recall@10 ranked", "hits in top 10 (random order)", "median rank (merge order)",
-              "pairwise [95% CI]", "coverage"]
+              "pairwise [95% CI]", "pairwise vs shown [95% CI]", "coverage"]
     rows = []
     for label, result in report["labels"].items():
         for name, row in result["rows"].items():
             rows.append([label, name, str(row["events"]), _pct(row["recall"]),
                          _pct(row.get("recall_in_quota")), f"{row['mean_size']:.1f}",
                          _pct(row.get("recall_at_10")), _top10(row), _median(row),
-                         _pct(row.get("pairwise")),
+                         _pct(row.get("pairwise")), _pct(row.get("pairwise_exposed")),
                          f"{row['distinct_items'] / max(1, report['catalogue']):.1%}"])
         cold = result["cold_items"]
         rows.append([label, "(cold items: unseen when fitted)", str(result["events"]),
-                     "-" if cold is None else f"{cold:.1%} of events", *["-"] * 7])
+                     "-" if cold is None else f"{cold:.1%} of events", *["-"] * 8])
     for kind, why in report["missing_sources"].items():
-        rows.append(["*", f"source:{kind}", "-", f"missing ({why})", *["-"] * 7])
+        rows.append(["*", f"source:{kind}", "-", f"missing ({why})", *["-"] * 8])
     return header, rows
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,15 @@ from watchnext.retrieve.embedding import EmbeddingRetrieval
 from watchnext.retrieve.log import LogColumns, WatchLog
 from watchnext.retrieve.popular import PopularFresh
 from watchnext.retrieve.topic import TopicMatch
+from watchnext.retrieve.twotower import TwoTower
 
 SOURCE_KINDS: dict[str, type[CandidateSource]] = {
-    cls.kind: cls for cls in (CoWatch, EmbeddingRetrieval, TopicMatch, PopularFresh)}
+    cls.kind: cls for cls in (CoWatch, EmbeddingRetrieval, TwoTower, TopicMatch, PopularFresh)}
+
+WATCHED_USERS, WATCHED_COUNTS, WATCHED_ITEMS = ("watched_users.npy", "watched_counts.npy",
+                                                "watched_items.npy")
+Found = dict[str, tuple[np.ndarray, np.ndarray]]
+"""Per source name: (codes into that source's ``item_ids``, scores), best first."""
 MANIFEST = "pool.json"
 
 
@@ -75,7 +83,8 @@ class CandidatePool:
 
     def __init__(self, sources: dict[str, CandidateSource], max_candidates: int = 300,
                  quotas: dict[str, int] | None = None, skipped: dict[str, str] | None = None,
-                 fitted_until: float | None = None):
+                 fitted_until: float | None = None, fit_seconds: dict[str, float] | None = None,
+                 watched: Mapping[str, Iterable[str]] | None = None):
         if not sources:
             raise ValueError("CandidatePool needs at least one source")
         if max_candidates < 1:
@@ -85,6 +94,10 @@ class CandidatePool:
         self.quotas = {name: (quotas or {}).get(name, max_candidates) for name in self.sources}
         self.skipped = dict(skipped or {})  # source kind -> why the pool has none of it
         self.fitted_until = fitted_until  # newest fitted watch (epoch s): evaluate after it only
+        self.fit_seconds = dict(fit_seconds or {})  # source name -> wall seconds its fit took
+        # user -> videos watched in the fitting logs, left out of the user's pools; None: keep them
+        self.watched = {u: frozenset(v) for u, v in watched.items()} if watched is not None \
+            else None
         self.item_ids: list[str] = []
         self._to_pool: dict[str, np.ndarray] = {}
         if all(source.fitted for source in self.sources.values()):
@@ -98,12 +111,22 @@ class CandidatePool:
                                             for v in source.item_ids], dtype=np.int64)
         self.item_ids = list(index)
 
-    def fit(self, table: pa.Table, columns: LogColumns | None = None) -> CandidatePool:
-        """Fit every source on one impression log (the watch log is extracted once)."""
+    def fit(self, table: pa.Table, columns: LogColumns | None = None,
+            exclude_watched: bool = False) -> CandidatePool:
+        """Fit every source on one impression log (the watch log is extracted once);
+        ``exclude_watched``: remember each user's watched videos, to leave out of their pools."""
         log = WatchLog.from_table(table, columns or LogColumns())
-        for source in self.sources.values():
+        for name, source in self.sources.items():
+            start = time.perf_counter()
             source.fit(table, log if source.columns == (columns or LogColumns()) else None)
+            self.fit_seconds[name] = round(time.perf_counter() - start, 3)
         self.fitted_until = log.now if len(log) else None
+        self.watched = None
+        if exclude_watched:
+            seen: dict[str, set[str]] = {}
+            for u, i in zip(log.users.tolist(), log.items.tolist(), strict=True):
+                seen.setdefault(log.user_ids[u], set()).add(log.item_ids[i])
+            self.watched = {u: frozenset(v) for u, v in seen.items()}
         self._index_items()
         return self
 
@@ -111,22 +134,39 @@ class CandidatePool:
         """``merge`` as a list of candidates."""
         return self.merge(query, limit).candidates()
 
-    def merge(self, query: Query, limit: int | None = None) -> PoolResult:
-        """Up to ``limit`` (default ``max_candidates``) distinct candidates.
+    def cap(self, limit: int | None = None) -> int:
+        """The pool size a ``limit`` gives: at most ``max_candidates``."""
+        return min(limit or self.max_candidates, self.max_candidates)
+
+    def retrieve_each(self, query: Query, limit: int | None = None) -> Found:
+        """Every source's own answer, up to the pool's size each (what ``merge`` merges); the
+        user's watched videos are excluded when the pool keeps them (``fit(exclude_watched)``)."""
+        if self.watched is not None and query.user_id in self.watched:
+            query = Query(query.user_id, query.video_id,
+                          query.exclude | self.watched[query.user_id])
+        return {name: source.retrieve(query, self.cap(limit))
+                for name, source in self.sources.items()}
+
+    def merge(self, query: Query, limit: int | None = None, found: Found | None = None
+              ) -> PoolResult:
+        """Up to ``limit`` (default ``max_candidates``) distinct candidates; ``found`` is
+        ``retrieve_each``'s answer when the caller already has it (it is retrieved otherwise).
 
         First pass: round-robin by rank over each source's list cut at its quota. Second pass, if
         the pool is not full yet: the same over what lies beyond the quotas. Computed as one sort
         of every (pass, rank, source) discovery, keeping each item's first.
         """
-        cap = min(limit or self.max_candidates, self.max_candidates)
+        cap = self.cap(limit)
+        found = found if found is not None else self.retrieve_each(query, cap)
         names = list(self.sources)
         codes, scores, source, rank = [], [], [], []
         for s, name in enumerate(names):
-            found, score = self.sources[name].retrieve(query, cap)
-            codes.append(self._to_pool[name][found])
+            items, score = found[name]
+            items, score = items[:cap], score[:cap]
+            codes.append(self._to_pool[name][items])
             scores.append(score)
-            source.append(np.full(len(found), s, np.int64))
-            rank.append(np.arange(len(found)))
+            source.append(np.full(len(items), s, np.int64))
+            rank.append(np.arange(len(items)))
         codes_all, scores_all = np.concatenate(codes), np.concatenate(scores)
         source_all, rank_all = np.concatenate(source), np.concatenate(rank)
         quota = np.array([self.quotas[n] for n in names], np.int64)
@@ -149,6 +189,7 @@ class CandidatePool:
     def describe(self) -> dict[str, Any]:
         return {"max_candidates": self.max_candidates, "quotas": self.quotas,
                 "skipped": self.skipped, "fitted_until": self.fitted_until,
+                "fit_seconds": self.fit_seconds, "exclude_watched": self.watched is not None,
                 "sources": {name: {"kind": s.kind, **s.params()} for name, s in self.sources.items()}}
 
     def save(self, directory: str | Path) -> Path:
@@ -161,8 +202,17 @@ class CandidatePool:
             source.save(directory / name)
         manifest = {"max_candidates": self.max_candidates, "quotas": self.quotas,
                     "skipped": self.skipped, "fitted_until": self.fitted_until,
+                    "fit_seconds": self.fit_seconds,
                     "sources": [{"name": n, "kind": s.kind} for n, s in self.sources.items()]}
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if self.watched is not None:
+            users = sorted(self.watched)
+            lists = [sorted(self.watched[u]) for u in users]
+            np.save(directory / WATCHED_USERS, np.array(users, dtype=str), allow_pickle=False)
+            np.save(directory / WATCHED_COUNTS, np.array([len(v) for v in lists], np.int64),
+                    allow_pickle=False)
+            np.save(directory / WATCHED_ITEMS, np.array([v for vs in lists for v in vs],
+                                                        dtype=str), allow_pickle=False)
         return directory
 
     @classmethod
@@ -185,30 +235,66 @@ class CandidatePool:
                 raise RetrievalError(f"{folder}: source kind does not match {MANIFEST}")
             sources[entry["name"]] = SOURCE_KINDS[kind].load(folder)
         return cls(sources, manifest.get("max_candidates", 300), manifest.get("quotas"),
-                   manifest.get("skipped"), manifest.get("fitted_until"))
+                   manifest.get("skipped"), manifest.get("fitted_until"),
+                   manifest.get("fit_seconds"), _load_watched(directory))
+
+
+def _load_watched(directory: Path) -> dict[str, list[str]] | None:
+    """The saved watched lists, or None when the pool keeps watched videos."""
+    if not (directory / WATCHED_USERS).exists():
+        return None
+    try:
+        users, counts, items = (np.load(directory / name, allow_pickle=False).tolist() for name in
+                                (WATCHED_USERS, WATCHED_COUNTS, WATCHED_ITEMS))
+    except (OSError, ValueError) as exc:
+        raise RetrievalError(f"{directory}/{WATCHED_USERS}: unreadable ({exc})") from exc
+    if len(users) != len(counts) or sum(counts) != len(items):
+        raise RetrievalError(f"{directory}: the watched lists disagree with each other")
+    ends = np.cumsum([0, *counts]).tolist()
+    return {u: items[lo:hi] for u, lo, hi in zip(users, ends[:-1], ends[1:], strict=True)}
+
+
+DEFAULT_SHARES = {"cowatch": 0.1, "embedding": 0.2, "twotower": 0.3, "topic": 0.1,
+                  "popular": 0.3}
+DEFAULT_POPULAR = {"fresh_share": 1.0, "fresh_days": 1.0}
+"""Each source's quota as a share of the pool, and how much of the popular list goes to newly
+arrived videos: chosen on KuaiRand's validation day (docs/retrieval.md, "Pool settings")."""
 
 
 def default_pool(table: pa.Table, columns: LogColumns | None = None, max_candidates: int = 300,
-                 topic_column: str = "topic") -> CandidatePool:
-    """The standard pool: co-watch, embeddings, topic (only when the column exists), popular.
+                 topic_column: str = "topic", shares: dict[str, float] | None = None,
+                 exclude_watched: bool = True, popular: dict[str, float] | None = None
+                 ) -> CandidatePool:
+    """The standard pool: the sources named in ``shares`` (default ``DEFAULT_SHARES``), each
+    with that share of the pool as its quota.
 
-    Quotas (in shares of the pool) give the similarity sources most of it and keep popular/fresh
-    a minority; for a cold-start query the others find nothing and popular fills the pool.
+    Topic is only built when its column exists; otherwise the pool records why it is missing
+    (``pool.skipped``: the build warns, the evaluation shows a row) and its share goes to
+    embedding. What a source leaves of its quota is filled from beyond the others' quotas; for a
+    cold-start query only popular answers and fills the pool. ``exclude_watched``: a user's
+    pools leave out the videos the user watched in ``table`` (on KuaiRand no click repeats an
+    earlier one, so they only take room: docs/retrieval.md, "Pool settings"). ``popular``: the
+    popular source's settings (default ``DEFAULT_POPULAR``).
     """
     columns = columns or LogColumns()
-    shares = {"cowatch": 0.4, "embedding": 0.3, "popular": 0.15}
+    shares = dict(DEFAULT_SHARES if shares is None else shares)
+    unknown = set(shares) - set(SOURCE_KINDS)
+    if unknown or any(v < 0 for v in shares.values()):
+        raise ValueError(f"pool shares: unknown sources {sorted(unknown)} or a negative share")
     skipped: dict[str, str] = {}
+    if "topic" in shares and not (topic_column and topic_column in table.column_names):
+        moved = shares.pop("topic")
+        if "embedding" in shares:
+            shares["embedding"] += moved
+        skipped["topic"] = (f"no {topic_column!r} column in the logs; its quota "
+                            f"({moved:.0%}) went to embedding" if topic_column
+                            else "topic_column is empty")
+    special = {"topic": lambda: TopicMatch(columns, topic_column=topic_column),
+               "popular": lambda: PopularFresh(columns, **(DEFAULT_POPULAR if popular is None
+                                                           else popular))}
     sources: dict[str, CandidateSource] = {
-        "cowatch": CoWatch(columns),
-        "embedding": EmbeddingRetrieval(columns),
-    }
-    if topic_column and topic_column in table.column_names:
-        sources["topic"] = TopicMatch(columns, topic_column=topic_column)
-        shares["topic"] = 0.15
-    else:
-        shares["embedding"] += 0.15
-        skipped["topic"] = (f"no {topic_column!r} column in the logs; its quota went to embedding"
-                            if topic_column else "topic_column is empty")
-    sources["popular"] = PopularFresh(columns)
+        name: special[name]() if name in special else SOURCE_KINDS[name](columns)
+        for name in shares}
     quotas = {name: max(1, round(share * max_candidates)) for name, share in shares.items()}
-    return CandidatePool(sources, max_candidates, quotas, skipped).fit(table, columns)
+    return CandidatePool(sources, max_candidates, quotas, skipped).fit(table, columns,
+                                                                       exclude_watched)

@@ -1,7 +1,8 @@
 """The serving feature store: model inputs for (user, candidate videos, request context).
 
 Built from the impression logs: for every user, every video and every (user, kind of video) pair
-(see ``pairs``), the latest known value of each column that describes it (see ``roles``), plus a
+(see ``pairs``), the latest known value of each column that describes it (see ``roles``; point-in-time
+history columns as of the day after the logs, as a training row of that day reads them), plus a
 cold-start value for unknown ones: the id itself maps to the out-of-vocabulary bucket, numeric
 columns take the median seen on first appearances (what the model saw for new users and videos
 in training), other columns are missing. Context columns (hour, weekday, ...) come from the
@@ -32,6 +33,7 @@ import pyarrow.parquet as pq
 
 from watchnext.config import FeatureSpec
 from watchnext.data.encoder import FeatureEncoder, feature_columns
+from watchnext.data.history import history_as_of_end
 from watchnext.retrieve.log import LogColumns, times_in_seconds
 from watchnext.serve import roles as R
 from watchnext.serve.context import derive, infer_utc_offset
@@ -101,11 +103,15 @@ class FeatureStore:
         spec = {"user_column": user, "item_column": columns.item, "device_column": cfg.bias.device,
                 "roles": roles, "utc_offset_minutes": infer_utc_offset(table),
                 "types": {c: str(table.schema.field(c).type) for c in needed}}
-        users = _latest(ordered, user, [c for c in needed if roles[c] == R.USER]) if user else \
+        # Latest values as of the day after the logs (a row's history stops the day before it):
+        # what a training row of the first day after the build reads. Cold defaults below come
+        # from the rows as logged, as the model saw new keys in training.
+        latest = history_as_of_end(ordered, cfg)
+        users = _latest(latest, user, [c for c in needed if roles[c] == R.USER]) if user else \
             pa.table({})
-        items = _latest(ordered, columns.item, [c for c in needed if roles[c] == R.ITEM])
+        items = _latest(latest, columns.item, [c for c in needed if roles[c] == R.ITEM])
         pair_keys = sorted({R.pair_key(r) for r in roles.values() if R.pair_key(r)})
-        pairs = {k: PairTable.build(ordered, k, user, columns.item,
+        pairs = {k: PairTable.build(latest, k, user, columns.item,
                                     [c for c in needed if R.pair_key(roles[c]) == k])
                  for k in pair_keys}
         defaults = {}

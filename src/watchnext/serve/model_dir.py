@@ -88,6 +88,9 @@ def build_model_dir(model: LoadedModel | str | Path, logs: pa.Table, out_dir: st
     model.save(tmp)
     log("fitting candidate sources")
     pool = default_pool(logs, columns, max_candidates, topic_column)
+    for kind, why in pool.skipped.items():
+        log(f"warning: the pool has no {kind} source: {why}")
+    log("fitted in " + ", ".join(f"{name} {s:.1f} s" for name, s in pool.fit_seconds.items()))
     pool.save(tmp / "retrieval")
     log("building the feature store")
     store = FeatureStore.build(logs, model.encoder, columns, roles)
