@@ -149,8 +149,9 @@ class BiasSpec:
     share ``position_dropout`` of training rows. ``smoothness`` weighs the tower's roughness
     across positions (from the step after position ``smooth_from``) in the loss;
     ``learning_rate_scale`` multiplies ``train.learning_rate`` for the tower's parameters;
-    ``hidden_units`` (none by default: the position x device embedding already gives every cell
-    a value of its own) puts a ReLU MLP between the embeddings and the output.
+    ``hidden_units`` empty (the default): the tower is a table, one value per (position, device)
+    cell; otherwise it is the paper's network of that shape over ``embedding_dim``-wide
+    position, device and position x device embeddings.
     docs/debiasing.md measures each.
     """
 

@@ -16,7 +16,7 @@ def _model(config, impressions, **bias):
     torch.manual_seed(0)
     encoder = FeatureEncoder(config).fit(impressions)
     model = MultitaskRanker(config, encoder)
-    torch.nn.init.normal_(model.shallow_tower.out.weight)
+    give_curve(model.shallow_tower)
     return model, encoder.transform(impressions)
 
 
@@ -78,9 +78,27 @@ def test_exposure_is_saved_with_the_weights(config, impressions):
     torch.testing.assert_close(fresh.shallow_tower.bias_table(), model.shallow_tower.bias_table())
 
 
-def test_tower_starts_flat():
-    tower = ShallowTower(max_position=10, num_devices=3, num_outputs=2)
+def give_curve(tower: ShallowTower) -> None:
+    """A random curve instead of the flat start (the table's cells or the network's output)."""
+    torch.nn.init.normal_(tower.cells if tower.cells is not None else tower.out.weight)
+
+
+@pytest.mark.parametrize("hidden_units", [(), (16,)])
+def test_tower_starts_flat(hidden_units):
+    tower = ShallowTower(max_position=10, num_devices=3, num_outputs=2, hidden_units=hidden_units)
     assert torch.count_nonzero(tower.bias_table()) == 0
+
+
+def test_default_tower_is_a_table_whose_every_cell_learns_from_the_first_step():
+    # The network's curve is a product of parameters starting at zero or at random: its
+    # per-device differences come late. The table's gradient is each cell's own, from step one.
+    tower = ShallowTower(max_position=4, num_devices=3, num_outputs=1)
+    position = torch.arange(1, 5).repeat(3)
+    device = torch.arange(3).repeat_interleave(4)
+    target = torch.randn(12)
+    (tower(position, device).squeeze(-1) - target).pow(2).sum().backward()
+    assert [name for name, _ in tower.named_parameters()] == ["cells"]
+    torch.testing.assert_close(tower.cells.grad[position, device, 0], -2 * target)
 
 
 def _with_table(values: torch.Tensor, smooth_from: int = 1) -> ShallowTower:
@@ -118,7 +136,6 @@ def test_penalty_is_smoothness_times_roughness_and_trains_the_tower_only(config,
     moved = {name for name, p in model.named_parameters()
              if p.grad is not None and p.grad.abs().sum() > 0}
     assert moved and all(name.startswith("shallow_tower.") for name in moved)
-    assert "shallow_tower.device_embedding.weight" not in moved  # a shift the penalty cannot see
     off, _ = _model(config, impressions, smoothness=0.0)
     assert off.penalty().item() == 0.0
 
