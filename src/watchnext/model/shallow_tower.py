@@ -24,9 +24,8 @@ By default (``hidden_units = ()``) the tower is the table ``B`` itself: one free
 ``B[p, d] = MLP([emb(p), emb(d), emb(p x d)])``. Why the table: every cell learns at the same
 rate from the first step. A network's curve is a product of weights that all start near zero or
 random, and its device-to-device differences, the smaller part of the curve, come last: stopped
-early, one run learned the same curve for every device, 0.8 logit off on the steepest one; a
-network without its hidden layer does the same, and a ReLU layer at the tower's learning rate
-can die, every unit off and the curve flat (docs/debiasing.md).
+early, a network without a hidden layer learned the same curve for every device in one run,
+0.8 logit off on the steepest one (docs/debiasing.md).
 
 The tower starts at zero (the table, or the network's output layer), so the curve starts flat:
 bias is learned only where the clicks show it, never left over from a random initialisation.
