@@ -60,13 +60,20 @@ ARMS: dict[str, dict[str, Any]] = {  # name: overrides of sim_ranker.toml
     "paper": {"bias": {"missing": "dropout", "position_dropout": 0.1}},
     "no_tower": {"bias": {"position": "", "device": ""}},
 }
+USER_ID = {"name": "user_id", "kind": "categorical", "embedding_dim": 8}
+USER_TOPIC = {"name": "user_topic", "kind": "categorical", "embedding_dim": 8,  # user x topic
+              "cross": ["user_id", "video_topic"]}  # interest: the reference model's table
 ABLATIONS: dict[str, dict[str, Any]] = {  # one setting of the default changed (--arms; default world)
     "dropout_0.3": {"bias": {"missing": "dropout", "position_dropout": 0.3}},
     "no_smoothness": {"bias": {"smoothness": 0.0}},
-    "smooth_from_2": {"bias": {"smooth_from": 2}},
+    "smooth_from_1": {"bias": {"smooth_from": 1}},
+    "mlp_tower": {"bias": {"hidden_units": [16]}},
+    "mlp_tower_rate_30": {"bias": {"hidden_units": [16], "learning_rate_scale": 30.0}},
     "tower_rate_1x": {"bias": {"learning_rate_scale": 1.0}},
     "stop_on_total": {"train": {"early_stopping": "total"}},
-    "user_id": {"features": "+user_id", "train": {"table_weight_decay": 1e-4}},
+    "epochs_8": {"train": {"max_epochs": 8}},
+    "user_id": {"features": [USER_ID], "train": {"table_weight_decay": 1e-4}},
+    "user_topic": {"features": [USER_TOPIC], "train": {"table_weight_decay": 1e-4}},
 }
 ARMS |= ABLATIONS
 SCENARIO_ARMS = {"default": ("tower", "paper", "no_tower"), "no_effect": ("tower", "paper"),
@@ -179,9 +186,8 @@ def compare(learned: np.ndarray, truth: np.ndarray) -> dict[str, list[float]]:
 
 def train(base: RunConfig, arm: str, data: Logs, seed: int, max_epochs: int | None) -> Ranker:
     overrides = {k: dict(v) for k, v in ARMS[arm].items() if k != "features"}
-    if ARMS[arm].get("features") == "+user_id":  # a per-user embedding beside the shipped features
-        overrides["features"] = [*base.to_dict()["features"],
-                                 {"name": "user_id", "kind": "categorical", "embedding_dim": 8}]
+    if "features" in ARMS[arm]:  # extra features beside the shipped ones
+        overrides["features"] = [*base.to_dict()["features"], *ARMS[arm]["features"]]
     overrides["train"] = {**overrides.get("train", {}), "seed": seed, "progress": False,
                           "threads": 1}
     if max_epochs:

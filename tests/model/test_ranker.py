@@ -3,6 +3,7 @@ import dataclasses
 import torch
 
 from tests.conftest import small_config_dict
+from tests.model.test_shallow_tower import give_curve
 from watchnext.config import config_from_dict
 from watchnext.data.encoder import FeatureEncoder
 from watchnext.model.cost import match_cost, multiplications
@@ -14,7 +15,7 @@ def _model(config, impressions):
     encoder = FeatureEncoder(config).fit(impressions)
     model = MultitaskRanker(config, encoder)
     if model.shallow_tower is not None:  # it starts flat (zero output layer): give it a curve
-        torch.nn.init.normal_(model.shallow_tower.out.weight)
+        give_curve(model.shallow_tower)
     return model, encoder.transform(impressions)
 
 
@@ -80,7 +81,7 @@ def test_multiplications_count_by_hand(config, impressions):
     cost = multiplications(model)
     assert {k: cost[k] for k in expected} == expected
     assert cost["serving"] == sum(expected.values())
-    assert cost["shallow_tower"] == 3 * 8 * 16 + 16 * 2
+    assert cost["shallow_tower"] == 0  # a table: a lookup, no multiplications
 
 
 def test_match_cost_hits_the_target(config, impressions):

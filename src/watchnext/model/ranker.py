@@ -107,8 +107,8 @@ class MultitaskRanker(nn.Module):
         """The shallow tower's bias for (position, device) added to the engagement logits: what
         a forward pass does, and how evaluation gets the serving logits (position 0) from the
         main logits of a pass made with the logged positions, without a second pass."""
-        bias = self.shallow_tower(position, device)
-        return main_logits.index_add(1, self.engagement_index, bias), bias
+        bias = self.shallow_tower(position, device)  # a table lookup: no autocast, fp32
+        return main_logits.index_add(1, self.engagement_index, bias.to(main_logits.dtype)), bias
 
     @property
     def gate_width(self) -> int:

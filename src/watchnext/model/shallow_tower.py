@@ -1,6 +1,6 @@
 """The shallow tower: learns selection bias from position x device, for engagement tasks only.
 
-    b(p, d)  = MLP([emb(p), emb(d), emb(p x d)])      one bias logit per engagement task
+    b(p, d)  = B[p, d]                                  one bias logit per engagement task
     logit_k  = main_logit_k + b_k(position, device)    for engagement tasks k (before the sigmoid)
 
 At serving the position is unknown (position 0 = missing) and the tower adds one value per
@@ -19,11 +19,24 @@ is too flat (docs/debiasing.md measures it).
 ``"dropout"`` (the paper): a share ``position_dropout`` of training rows have their position
 replaced by missing, and ``b(missing, d)`` is a learned value like any other position's.
 
-The output layer starts at zero, so the curve starts flat: bias is learned only where the clicks
-show it, never left over from a random initialisation. ``roughness`` measures how far the curve
-bends in log-position (zero for a power law ``exam ~ p^-a``) from position ``bias.smooth_from``
-on; the ranker adds it to the loss, weighted by ``bias.smoothness``, so neighbouring slots with
-few clicks borrow strength.
+By default (``hidden_units = ()``) the tower is the table ``B`` itself: one free value per
+(position, device) cell and task. With ``hidden_units`` it is the paper's small network,
+``B[p, d] = MLP([emb(p), emb(d), emb(p x d)])``. Why the table: every cell learns at the same
+rate from the first step. A network's curve is a product of weights that all start near zero or
+random, and its device-to-device differences, the smaller part of the curve, come last: stopped
+early, a network without a hidden layer learned the same curve for every device in one run,
+0.8 logit off on the steepest one (docs/debiasing.md).
+
+The tower starts at zero (the table, or the network's output layer), so the curve starts flat:
+bias is learned only where the clicks show it, never left over from a random initialisation.
+
+``roughness`` measures how far the curve bends in log-position (zero for a power law
+``exam ~ p^-a``) from position ``bias.smooth_from`` on; the ranker adds it to the loss, weighted
+by ``bias.smoothness``, so neighbouring slots with few clicks borrow strength. The penalty is
+quadratic in the curve, so on a curve that bends it also pulls the whole curve toward flat: it
+shrinks the size. The additive-logit curve of a multiplicative click model bends most on its
+first step, so ``smooth_from = 2`` (the default) leaves that step free and smooths the tail,
+where the slots have the fewest clicks.
 """
 
 from __future__ import annotations
@@ -38,22 +51,26 @@ MISSING_MODES = ("exposure_mean", "dropout")
 
 class ShallowTower(nn.Module):
     def __init__(self, max_position: int, num_devices: int, num_outputs: int,
-                 embedding_dim: int = 8, hidden_units: tuple[int, ...] = (16,),
+                 embedding_dim: int = 8, hidden_units: tuple[int, ...] = (),
                  missing: str = "exposure_mean", position_dropout: float = 0.0,
-                 smooth_from: int = 1):
+                 smooth_from: int = 2):
         super().__init__()
         if missing not in MISSING_MODES:
             raise ValueError(f"missing: {missing!r} is not one of {', '.join(MISSING_MODES)}")
         self.num_positions, self.num_devices = max_position + 1, num_devices
         self.missing, self.position_dropout = missing, position_dropout
         self.smooth_from = smooth_from
-        self.position_embedding = nn.Embedding(self.num_positions, embedding_dim)
-        self.device_embedding = nn.Embedding(num_devices, embedding_dim)
-        self.cross_embedding = nn.Embedding(self.num_positions * num_devices, embedding_dim)
-        self.hidden = mlp(3 * embedding_dim, hidden_units)
-        self.out = nn.Linear(hidden_units[-1] if hidden_units else 3 * embedding_dim, num_outputs)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        self.cells: nn.Parameter | None = None
+        if hidden_units:
+            self.position_embedding = nn.Embedding(self.num_positions, embedding_dim)
+            self.device_embedding = nn.Embedding(num_devices, embedding_dim)
+            self.cross_embedding = nn.Embedding(self.num_positions * num_devices, embedding_dim)
+            self.hidden = mlp(3 * embedding_dim, hidden_units)
+            self.out = nn.Linear(hidden_units[-1], num_outputs)
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+        else:
+            self.cells = nn.Parameter(torch.zeros(self.num_positions, num_devices, num_outputs))
         self.register_buffer("exposure", torch.zeros(self.num_positions, num_devices))
         log_p = torch.log(torch.arange(1, self.num_positions, dtype=torch.float32))
         self.register_buffer("log_gap", log_p[1:] - log_p[:-1], persistent=False)
@@ -71,15 +88,19 @@ class ShallowTower(nn.Module):
 
     def table(self) -> torch.Tensor:
         """``[num_positions, num_devices, num_outputs]``; row 0 is the serving (missing) value."""
+        table = self.cells if self.cells is not None else self.network_table()
+        if self.missing == "dropout":
+            return table
+        return torch.cat([self.exposure_mean(table[1:]).unsqueeze(0), table[1:]])
+
+    def network_table(self) -> torch.Tensor:
+        """The paper's network evaluated at every (position, device) cell."""
         pos = torch.arange(self.num_positions, device=self.exposure.device)
         dev = torch.arange(self.num_devices, device=self.exposure.device)
         grid_p, grid_d = pos.repeat_interleave(self.num_devices), dev.repeat(self.num_positions)
         h = torch.cat([self.position_embedding(grid_p), self.device_embedding(grid_d),
                        self.cross_embedding(grid_p * self.num_devices + grid_d)], dim=1)
-        table = self.out(self.hidden(h)).view(self.num_positions, self.num_devices, -1)
-        if self.missing == "dropout":
-            return table
-        return torch.cat([self.exposure_mean(table[1:]).unsqueeze(0), table[1:]])
+        return self.out(self.hidden(h)).view(self.num_positions, self.num_devices, -1)
 
     def exposure_mean(self, per_position: torch.Tensor) -> torch.Tensor:
         """``[devices, outputs]``: the per-position values averaged with the training exposure
@@ -92,8 +113,8 @@ class ShallowTower(nn.Module):
     def roughness(self) -> torch.Tensor:
         """Sum over devices and outputs of squared changes of the slope in log-position,
         ``((b[p+2] - b[p+1]) / log((p+2)/(p+1)) - (b[p+1] - b[p]) / log((p+1)/p))^2`` for
-        p >= ``smooth_from``. From 2 the first step is free (the top slots have the most clicks
-        and the additive curve bends most there); measured worse than 1 (docs/debiasing.md)."""
+        p >= ``smooth_from``. From 2 the first step is free: the top slots have the most clicks,
+        and the additive curve bends most there (penalised, the whole curve shrinks)."""
         slope = torch.diff(self.table()[1:], dim=0) / self.log_gap.view(-1, 1, 1)
         return torch.diff(slope[self.smooth_from - 1:], dim=0).pow(2).sum()
 
