@@ -16,6 +16,7 @@ from watchnext.evaluate.report import POLARISED
 from watchnext.evaluate.tables import markdown_table
 from watchnext.sim import measure, plots, report
 from watchnext.sim.arms import serve_arm
+from watchnext.sim.experiment_config import training_seed
 from watchnext.sim.setup import Setup
 from watchnext.sim.stats import wilson
 
@@ -32,9 +33,9 @@ def run_polarisation(setup: Setup) -> tuple[dict[str, Any], str]:
     arms: dict[str, Any] = {}
     for spec in (a for a in cfg.arms if a.policy == "model"):
         runs = []
-        for offset in range(cfg.polarisation.seeds):
-            seed = cfg.seed + offset
-            arm = setup.train_arm(spec.name, seed)
+        for replicate in range(cfg.polarisation.seeds):
+            seed = training_seed(cfg.seed, replicate, spec.seed_offset)
+            arm = setup.train_arm(spec.name, replicate)
             experts = arm.offline.get("experts") or {}
             mean_gate = experts.get("mean_gate", {})
             served = serve_arm(setup.world, setup.traffic, setup.truth, arm)
