@@ -148,8 +148,10 @@ class BiasSpec:
     derives it from the per-position values, ``"dropout"`` (the paper) hides the position of a
     share ``position_dropout`` of training rows. ``smoothness`` weighs the tower's roughness
     across positions (from the step after position ``smooth_from``) in the loss;
-    ``learning_rate_scale`` multiplies ``train.learning_rate`` for
-    the tower's parameters. docs/debiasing.md measures each.
+    ``learning_rate_scale`` multiplies ``train.learning_rate`` for the tower's parameters;
+    ``hidden_units`` (none by default: the position x device embedding already gives every cell
+    a value of its own) puts a ReLU MLP between the embeddings and the output.
+    docs/debiasing.md measures each.
     """
 
     position: str = ""
@@ -158,10 +160,10 @@ class BiasSpec:
     missing: BiasMissing = "exposure_mean"
     position_dropout: float = 0.0
     smoothness: float = 0.003
-    smooth_from: int = 1
+    smooth_from: int = 2
     learning_rate_scale: float = 10.0
     embedding_dim: int = 8
-    hidden_units: tuple[int, ...] = (16,)
+    hidden_units: tuple[int, ...] = ()
     method: BiasMethod = "shallow_tower"
     adversarial_weight: float = 1.0
 

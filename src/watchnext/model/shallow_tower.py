@@ -1,6 +1,6 @@
 """The shallow tower: learns selection bias from position x device, for engagement tasks only.
 
-    b(p, d)  = MLP([emb(p), emb(d), emb(p x d)])      one bias logit per engagement task
+    b(p, d)  = W [emb(p), emb(d), emb(p x d)] + c      one bias logit per engagement task
     logit_k  = main_logit_k + b_k(position, device)    for engagement tasks k (before the sigmoid)
 
 At serving the position is unknown (position 0 = missing) and the tower adds one value per
@@ -20,10 +20,18 @@ is too flat (docs/debiasing.md measures it).
 replaced by missing, and ``b(missing, d)`` is a learned value like any other position's.
 
 The output layer starts at zero, so the curve starts flat: bias is learned only where the clicks
-show it, never left over from a random initialisation. ``roughness`` measures how far the curve
-bends in log-position (zero for a power law ``exam ~ p^-a``) from position ``bias.smooth_from``
-on; the ranker adds it to the loss, weighted by ``bias.smoothness``, so neighbouring slots with
-few clicks borrow strength.
+show it, never left over from a random initialisation. By default the embeddings feed the output
+layer directly (``hidden_units = ()``): the position x device embedding already gives every cell
+its own value, and a ReLU layer at the tower's learning rate can die, every unit off and the
+curve flat (``bias.hidden_units`` puts one back).
+
+``roughness`` measures how far the curve bends in log-position (zero for a power law
+``exam ~ p^-a``) from position ``bias.smooth_from`` on; the ranker adds it to the loss, weighted
+by ``bias.smoothness``, so neighbouring slots with few clicks borrow strength. The penalty is
+quadratic in the curve, so on a curve that bends it also pulls the whole curve toward flat: it
+shrinks the size. The additive-logit curve of a multiplicative click model bends most on its
+first step, so ``smooth_from = 2`` (the default) leaves that step free and smooths the tail,
+where the slots have the fewest clicks.
 """
 
 from __future__ import annotations
@@ -38,9 +46,9 @@ MISSING_MODES = ("exposure_mean", "dropout")
 
 class ShallowTower(nn.Module):
     def __init__(self, max_position: int, num_devices: int, num_outputs: int,
-                 embedding_dim: int = 8, hidden_units: tuple[int, ...] = (16,),
+                 embedding_dim: int = 8, hidden_units: tuple[int, ...] = (),
                  missing: str = "exposure_mean", position_dropout: float = 0.0,
-                 smooth_from: int = 1):
+                 smooth_from: int = 2):
         super().__init__()
         if missing not in MISSING_MODES:
             raise ValueError(f"missing: {missing!r} is not one of {', '.join(MISSING_MODES)}")
@@ -69,12 +77,14 @@ class ShallowTower(nn.Module):
                                         .to(self.exposure.dtype))
         return self.table()[position, device]
 
-    def table(self) -> torch.Tensor:
-        """``[num_positions, num_devices, num_outputs]``; row 0 is the serving (missing) value."""
+    def table(self, fixed_device: bool = False) -> torch.Tensor:
+        """``[num_positions, num_devices, num_outputs]``; row 0 is the serving (missing) value.
+        ``fixed_device``: no gradient to the device embedding (see ``roughness``)."""
         pos = torch.arange(self.num_positions, device=self.exposure.device)
         dev = torch.arange(self.num_devices, device=self.exposure.device)
         grid_p, grid_d = pos.repeat_interleave(self.num_devices), dev.repeat(self.num_positions)
-        h = torch.cat([self.position_embedding(grid_p), self.device_embedding(grid_d),
+        device = self.device_embedding(grid_d)
+        h = torch.cat([self.position_embedding(grid_p), device.detach() if fixed_device else device,
                        self.cross_embedding(grid_p * self.num_devices + grid_d)], dim=1)
         table = self.out(self.hidden(h)).view(self.num_positions, self.num_devices, -1)
         if self.missing == "dropout":
@@ -92,9 +102,14 @@ class ShallowTower(nn.Module):
     def roughness(self) -> torch.Tensor:
         """Sum over devices and outputs of squared changes of the slope in log-position,
         ``((b[p+2] - b[p+1]) / log((p+2)/(p+1)) - (b[p+1] - b[p]) / log((p+1)/p))^2`` for
-        p >= ``smooth_from``. From 2 the first step is free (the top slots have the most clicks
-        and the additive curve bends most there); measured worse than 1 (docs/debiasing.md)."""
-        slope = torch.diff(self.table()[1:], dim=0) / self.log_gap.view(-1, 1, 1)
+        p >= ``smooth_from``. From 2 the first step is free: the top slots have the most clicks,
+        and the additive curve bends most there (penalised, the whole curve shrinks).
+
+        It does not train the device embedding: through the default linear output that only
+        shifts a device's curve, which the roughness cannot see, so its gradient would be rounding
+        noise that Adam scales up to full steps (for a device with no rows, a random walk); the
+        position x device embedding gives every device a shape of its own."""
+        slope = torch.diff(self.table(fixed_device=True)[1:], dim=0) / self.log_gap.view(-1, 1, 1)
         return torch.diff(slope[self.smooth_from - 1:], dim=0).pow(2).sum()
 
     @torch.no_grad()
