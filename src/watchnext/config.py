@@ -203,6 +203,7 @@ class TrainSpec:
     max_epochs: int = 10
     patience: int = 2
     early_stopping: EarlyStoppingOn = "total"  # which validation loss picks the epoch
+    weight_averaging: float = 0.0  # EMA decay of the weights per step (0: off); train/averaging.py
     seed: int = 0
     threads: int = 0
     progress: bool = True
@@ -536,6 +537,9 @@ def _validate_train(t: TrainSpec) -> None:
     _positive(t.max_epochs, "train.max_epochs")
     _positive(t.patience, "train.patience", zero_ok=True)
     _positive(t.threads, "train.threads", zero_ok=True)
+    if not 0 <= t.weight_averaging < 1:
+        raise ConfigError(f"train.weight_averaging: must be in [0, 1) (an EMA decay per step; "
+                          f"0 = off), got {t.weight_averaging}")
     if t.sparse_embeddings and (t.weight_decay or t.table_weight_decay):
         raise ConfigError("train.sparse_embeddings: row-wise Adam has no weight decay; set "
                           "train.weight_decay and train.table_weight_decay to 0 or "

@@ -136,6 +136,7 @@ def test_penalty_is_smoothness_times_roughness_and_trains_the_tower_only(config,
     moved = {name for name, p in model.named_parameters()
              if p.grad is not None and p.grad.abs().sum() > 0}
     assert moved and all(name.startswith("shallow_tower.") for name in moved)
+    assert "shallow_tower.device_embedding.weight" not in moved  # a shift the penalty cannot see
     off, _ = _model(config, impressions, smoothness=0.0)
     assert off.penalty().item() == 0.0
 

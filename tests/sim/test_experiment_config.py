@@ -76,6 +76,8 @@ def _set(path: str, value):
     (_set("world", "no_such_world.toml"), "world"),
     (_set("sweep.arm", "nobody"), "sweep.arm"),
     (_set("feedback.rounds", 0), "feedback.rounds"),
+    (_set("replicates", 0), "replicates"),
+    (_set("arms[2].seed_offset", 1000), "arms[2].seed_offset"),
     (lambda r: r.update(kind="sweep", sweep={"grid": {"clik": [1.0]}}), "sweep.grid.clik"),
     (lambda r: r.update(kind="sweep", sweep={"grid": {"click": []}}), "sweep.grid.click"),
 ])

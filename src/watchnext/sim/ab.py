@@ -1,38 +1,70 @@
-"""The A/B kind: every arm serves the same evaluation traffic; lifts vs control with 95% CIs."""
+"""The A/B kind: every arm, trained R times, serves the same evaluation traffic; lifts vs control.
+
+``run_arms(setup)`` is the replicated arms runner (Tables 1 and 2; any list of ``[[arms]]``):
+
+    for replicate r in 0..R-1 (R = experiment ``replicates``, CLI ``--replicates``):
+        every arm trains on the shared logs with seed training_seed(seed, r, arm.seed_offset)
+        and serves the shared evaluation requests (common random numbers)
+        lift_r = arm_r over control_r, per live metric, on those requests
+    lift = mean_r lift_r with the two-level interval of ``stats.replicated_lift``
+           (training spread over replicates + traffic noise of the pooled arms)
+
+Results, per arm: ``lifts[metric]`` (the replicated lift: lift, low, high, significant,
+training_sd, traffic_sd, per_replicate), ``live`` / ``truth`` / ``ground_truth`` / ``offline``
+(means over replicates) and ``replicates`` (each replicate's seed, live metrics, truth, NDCG and
+traffic-only lifts). Fixed policies (``policy = "popularity"``) are served once per replicate too,
+so every lift has R paired values.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+import numpy as np
 
 from watchnext.sim import measure, plots, report
 from watchnext.sim.arms import ground_truth, serve_arm
+from watchnext.sim.experiment_config import training_seed
 from watchnext.sim.setup import Setup
+from watchnext.sim.stats import paired_ratio_lift, replicated_lift
 
 
 def run_arms(setup: Setup) -> tuple[dict[str, Any], str]:
-    """Train every arm, serve the evaluation traffic, and compare with the control arm."""
+    """Train every arm ``replicates`` times, serve the evaluation traffic, compare with control."""
     cfg = setup.experiment.config
-    arms: dict[str, Any] = {}
-    sums: dict[str, dict[str, Any]] = {}
-    for spec in cfg.arms:
-        arm = setup.train_arm(spec.name)
-        served = serve_arm(setup.world, setup.traffic, setup.truth, arm, cfg.evaluation.epsilon)
-        sums[spec.name] = served.sums
-        arms[spec.name] = {
-            "policy": spec.policy, "model": arm.config.model.kind if arm.config else None,
-            "cost": arm.cost, "train_seconds": round(arm.train_seconds, 1),
-            "live": measure.summary(served.sums),
-            "truth": measure.expected(setup.world, setup.traffic, setup.truth,
-                                      served.outcomes.position),
-            "ground_truth": ground_truth(setup.world, setup.truth, arm, served,
-                                         cfg.evaluation.ndcg_k),
-            "offline": {k: arm.offline.get(k) for k in ("tasks", "experts")} if arm.offline else {},
-            "run_config": arm.config.to_dict() if arm.config else None,
-        }
-    for name, arm in arms.items():
-        arm["lifts"] = {m: lift.to_dict() for m, lift in
-                        measure.lifts(sums[name], sums[cfg.control]).items()}
-    results = {"experiment": cfg.name, "control": cfg.control, "arms": arms}
+    control = cfg.control
+    runs: dict[str, list[dict[str, Any]]] = {spec.name: [] for spec in cfg.arms}
+    sums: dict[str, list[dict[str, np.ndarray]]] = {spec.name: [] for spec in cfg.arms}
+    first: dict[str, Any] = {}
+    started, total, done = time.perf_counter(), cfg.replicates * len(cfg.arms), 0
+    for r in range(cfg.replicates):
+        for spec in cfg.arms:
+            arm = setup.train_arm(spec.name, r)
+            served = serve_arm(setup.world, setup.traffic, setup.truth, arm, cfg.evaluation.epsilon)
+            sums[spec.name].append(served.sums)
+            first.setdefault(spec.name, arm)
+            runs[spec.name].append({
+                "replicate": r, "seed": training_seed(cfg.seed, r, spec.seed_offset)
+                if spec.policy == "model" else None,
+                "train_seconds": round(arm.train_seconds, 1),
+                "live": measure.summary(served.sums),
+                "truth": measure.expected(setup.world, setup.traffic, setup.truth,
+                                          served.outcomes.position),
+                "ground_truth": ground_truth(setup.world, setup.truth, arm, served,
+                                             cfg.evaluation.ndcg_k),
+                "offline": {k: arm.offline.get(k) for k in ("tasks", "experts")} if arm.offline else {},
+            })
+            done += 1
+            elapsed = time.perf_counter() - started
+            setup.log(f"replicate {r + 1}/{cfg.replicates}, {spec.name}: done {done}/{total}, "
+                      f"{elapsed:.0f}s elapsed, about {elapsed / done * (total - done):.0f}s left")
+        for name in runs:
+            runs[name][r]["lifts"] = {m: lift.to_dict() for m, lift in
+                                      measure.lifts(sums[name][r], sums[control][r]).items()}
+    arms = {name: _summarise(first[name], runs[name], sums[name], sums[control]) for name in runs}
+    results = {"experiment": cfg.name, "control": control, "replicates": cfg.replicates,
+               "interval": report.interval_name(cfg.replicates), "arms": arms}
     plots.lifts(results, setup.out / "lifts.png")
     plots.bias_curves(results, setup.out / "bias.png")
     plots.expert_heatmaps({n: (a["offline"].get("experts") or {}).get("mean_gate", {})
@@ -40,13 +72,61 @@ def run_arms(setup: Setup) -> tuple[dict[str, Any], str]:
     return results, markdown(setup, results)
 
 
+def _summarise(arm: Any, runs: list[dict[str, Any]], sums: list[dict[str, np.ndarray]],
+               control: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """One arm over its replicates: replicated lifts, and every other figure as a mean."""
+    pooled_arm, pooled_ctl = _pooled(sums), _pooled(control)
+    lifts = {}
+    for metric, (num, den) in measure.METRICS.items():
+        per = [paired_ratio_lift(s[num], s[den], c[num], c[den]) for s, c in zip(sums, control,
+                                                                                 strict=True)]
+        pooled = paired_ratio_lift(pooled_arm[num], pooled_arm[den], pooled_ctl[num], pooled_ctl[den])
+        lifts[metric] = replicated_lift(per, pooled).to_dict()
+    return {
+        "policy": arm.spec.policy, "model": arm.config.model.kind if arm.config else None,
+        "cost": arm.cost, "seed_offset": arm.spec.seed_offset,
+        "train_seconds": round(sum(r["train_seconds"] for r in runs), 1),
+        "lifts": lifts,
+        **{key: mean_of([r[key] for r in runs]) for key in ("live", "truth", "ground_truth",
+                                                             "offline")},
+        "replicates": runs,
+        "run_config": arm.config.to_dict() if arm.config else None,
+    }
+
+
+def _pooled(sums: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-request sums averaged over replicates: the R models of an arm served as one."""
+    return {key: np.mean([s[key] for s in sums], axis=0) for key in sums[0]}
+
+
+def mean_of(values: list[Any]) -> Any:
+    """The element-wise mean of equally shaped results (dicts, lists, numbers); anything else
+    (names, flags) is taken from the first replicate."""
+    head = values[0]
+    if isinstance(head, dict):
+        return {k: mean_of([v[k] for v in values]) for k in head}
+    if isinstance(head, list) and head and all(isinstance(x, int | float | list) for x in head):
+        return [mean_of([v[i] for v in values]) for i in range(len(head))]
+    if isinstance(head, int | float) and not isinstance(head, bool):
+        return float(np.mean(values))
+    return head
+
+
 def markdown(setup: Setup, results: dict[str, Any]) -> str:
     cfg = setup.experiment.config
     k = cfg.evaluation.ndcg_k
     lines = report.header(cfg)
-    lines += ["## Live metrics", "", report.lifts_table(results), "", report.LEGEND, "",
-              "## Against the truth", "",
+    lines += ["## Live metrics", "", report.lifts_table(results), "",
+              report.legend(results["replicates"]), ""]
+    if results["replicates"] > 1:
+        lines += ["## Watch-time lift per replicate", "", report.replicates_table(results), "",
+                  "Each replicate's arms are trained with their own seeds and compared on the same "
+                  "requests (traffic-only delta-method interval). training sd: the spread of these "
+                  "paired lifts; traffic sd: the delta-method standard error of the pooled lift.",
+                  ""]
+    lines += ["## Against the truth", "",
               report.truth_table(results, setup.world.config.device_names), "",
+              f"Means over {results['replicates']} replicate(s). "
               f"NDCG@{k} click: the serving click prediction against the true click appeal; "
               f"NDCG@{k} value: the combined score against the true expected watch minutes of an "
               "examined candidate. Bias: the shallow tower's learned click bias per device against "

@@ -46,18 +46,22 @@ def experiment(
                                            "gate_dropout, weights, feedback."),
     out: Path = typer.Option(None, help="Output folder (default: runs/<config name>)."),
     seed: int = typer.Option(None, help="Override the config's seed (world, traffic, training)."),
+    replicates: int = typer.Option(None, help="Trainings per arm (training seeds), overriding the "
+                                              "config's `replicates`; seeds per arm for gate_dropout. "
+                                              "More replicates: narrower intervals, longer runs."),
 ) -> None:
     """Run a live A/B experiment in the simulated world; writes table.md, results.json, plots.
 
-    Arms serve identical traffic (common random numbers); lifts vs control come with 95% CIs,
-    and every model is checked against the world's hidden truth.
+    Arms serve identical traffic (common random numbers); each arm is trained `replicates` times
+    and lifts vs control come with 95% intervals that include that training noise; every model
+    is checked against the world's hidden truth.
     """
     from watchnext.sim.experiment import run_experiment
 
     try:
         path = bundled(config, "experiment_")
         out = out or Path("runs") / path.stem.removeprefix("experiment_")
-        run_experiment(path, out, seed=seed, log=console.print)
+        run_experiment(path, out, seed=seed, log=console.print, replicates=replicates)
     except (ConfigError, DataError, FileNotFoundError) as exc:
         _fail(exc)
     table = (out / "table.md").read_text()

@@ -5,7 +5,8 @@ Parquet partitioned by day; the arms train on all days but the last (the validat
 fresh traffic of the following day (a separate random stream) is served by every arm with common
 random numbers. What follows depends on ``kind``:
 
-    arms          lifts of every live metric vs control with 95% CIs, truth checks   (Tables 1, 2)
+    arms          every arm trained ``replicates`` times; lifts of every live metric vs control
+                  with 95% intervals that include training noise, truth checks    (Tables 1, 2)
     polarisation  each arm trained over several seeds: how often a gate polarises
     sweep         one model, a grid of combination exponents: the true Pareto front
     feedback      each arm retrains on its own logs for several rounds
@@ -23,6 +24,7 @@ from typing import Any
 import pyarrow.compute as pc
 import torch
 
+from watchnext.config import ConfigError
 from watchnext.sim.ab import run_arms
 from watchnext.sim.experiment_config import Experiment, load_experiment
 from watchnext.sim.feedback import run_feedback
@@ -41,25 +43,50 @@ def with_seed(experiment: Experiment, seed: int) -> Experiment:
                                world=dataclasses.replace(experiment.world, seed=seed))
 
 
+def with_replicates(experiment: Experiment, replicates: int) -> Experiment:
+    """The same experiment trained ``replicates`` times per arm (``polarisation``: seeds per arm)."""
+    cfg = experiment.config
+    if replicates < 1:
+        raise ConfigError(f"--replicates: must be >= 1, got {replicates}")
+    if cfg.kind == "arms":
+        cfg = dataclasses.replace(cfg, replicates=replicates)
+    elif cfg.kind == "polarisation":
+        cfg = dataclasses.replace(cfg, polarisation=dataclasses.replace(cfg.polarisation,
+                                                                        seeds=replicates))
+    else:
+        raise ConfigError(f"--replicates: a {cfg.kind} experiment trains one model per arm "
+                          "(only arms and polarisation experiments take replicates)")
+    return dataclasses.replace(experiment, config=cfg)
+
+
 def run_experiment(config: str | Path | Experiment, out_dir: str | Path, seed: int | None = None,
-                   log: Log = print) -> dict[str, Any]:
-    """Run an experiment config; write results.json, table.md and PNG plots to ``out_dir``."""
+                   log: Log = print, replicates: int | None = None) -> dict[str, Any]:
+    """Run an experiment config; write results.json, table.md and PNG plots to ``out_dir``.
+
+    ``seed`` replaces the config's seed (world, traffic, training); ``replicates`` its number of
+    trainings per arm (seeds per arm for ``polarisation``). ``results["seconds"]`` is the wall
+    time, ``results["cpu_seconds"]`` this process's CPU time (all threads).
+    """
     experiment = config if isinstance(config, Experiment) else load_experiment(config)
     if seed is not None:
         experiment = with_seed(experiment, seed)
+    if replicates is not None:
+        experiment = with_replicates(experiment, replicates)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     threads = torch.get_num_threads()
     try:
         setup = prepare(experiment, out, log)
         results, markdown = RUNNERS[experiment.config.kind](setup)
     finally:
         torch.set_num_threads(threads)
-    results = {**preamble(setup), **results, "seconds": round(time.perf_counter() - started, 1)}
+    results = {**preamble(setup), **results, "seconds": round(time.perf_counter() - started, 1),
+               "cpu_seconds": round(time.process_time() - cpu_started, 1)}
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
     (out / "table.md").write_text(markdown)
-    log(f"wrote {out / 'table.md'}, results.json and plots in {results['seconds']:.0f}s")
+    log(f"wrote {out / 'table.md'}, results.json and plots in {results['seconds']:.0f}s wall, "
+        f"{results['cpu_seconds']:.0f}s CPU")
     return results
 
 
@@ -67,6 +94,7 @@ def preamble(setup: Setup) -> dict[str, Any]:
     cfg = setup.experiment.config
     return {
         "experiment": cfg.name, "kind": cfg.kind, "description": cfg.description, "seed": cfg.seed,
+        "replicates": cfg.replicates if cfg.kind == "arms" else None,
         "config": dataclasses.asdict(cfg), "world": dataclasses.asdict(setup.world.config),
         "logging": {"dates": setup.dates, "train_rows": setup.train.num_rows,
                     "valid_rows": setup.valid.num_rows,

@@ -3,6 +3,7 @@
     name = "table2"
     kind = "arms"                 # arms | polarisation | sweep | feedback
     seed = 0                      # seeds the world, the traffic and the training
+    replicates = 3                # arms: train every arm this many times (training seeds)
     world = "sim_world.toml"      # paths relative to this file
     ranker = "sim_ranker.toml"    # the base run config every arm starts from
 
@@ -39,6 +40,13 @@ KINDS = ("arms", "polarisation", "sweep", "feedback")
 LOGGING_POLICIES = ("random", "popularity")
 ARM_POLICIES = ("model", "random", "popularity")
 RUN_SECTIONS = ("model", "bias", "train")
+REPLICATE_STRIDE = 1000  # replicate r trains with seed + r * stride + seed_offset: never shared
+
+
+def training_seed(seed: int, replicate: int, seed_offset: int = 0) -> int:
+    """The training seed of an arm in a replicate: distinct for every (replicate, offset) pair,
+    so an A/A arm (offset 1) never reuses another replicate's control model."""
+    return seed + replicate * REPLICATE_STRIDE + seed_offset
 
 
 @dataclass(frozen=True)
@@ -64,8 +72,9 @@ class ArmSpec:
     ``cost`` > 0 resizes the model to that multiple of the base config's multiplications;
     ``position_feature`` adds the display position as an ordinary input, set to
     ``serve_position`` for every candidate at serving. The training seed is the experiment's
-    seed plus ``seed_offset``: an arm identical to another but for its offset is an A/A arm,
-    which measures how much retraining alone moves the metrics.
+    seed plus ``seed_offset`` (plus ``REPLICATE_STRIDE`` per replicate): an arm identical to
+    another but for its offset is an A/A arm, which measures how much retraining alone moves the
+    metrics.
     """
 
     name: str
@@ -118,6 +127,7 @@ class ExperimentConfig:
     kind: str
     arms: tuple[ArmSpec, ...]
     seed: int = 0
+    replicates: int = 1
     description: str = ""
     world: str = "sim_world.toml"
     ranker: str = "sim_ranker.toml"
@@ -218,6 +228,7 @@ def _resolve(path: str, base_dir: Path, key: str) -> Path:
 def _validate(cfg: ExperimentConfig) -> None:
     one_of(cfg.kind, KINDS, "kind")
     check(bool(cfg.name), "name", "must not be empty")
+    positive(cfg.replicates, "replicates")
     lg, ev = cfg.logging, cfg.evaluation
     one_of(lg.policy, LOGGING_POLICIES, "logging.policy")
     unit(lg.epsilon, "logging.epsilon")
@@ -236,6 +247,8 @@ def _validate(cfg: ExperimentConfig) -> None:
         one_of(arm.policy, ARM_POLICIES, f"{key}.policy")
         positive(arm.cost, f"{key}.cost", zero_ok=True)
         positive(arm.serve_position, f"{key}.serve_position")
+        check(0 <= arm.seed_offset < REPLICATE_STRIDE, f"{key}.seed_offset",
+              f"must be in 0..{REPLICATE_STRIDE - 1}, got {arm.seed_offset}")
         if arm.policy != "model":
             for section in (*RUN_SECTIONS, "exponents"):
                 check(not getattr(arm, section), f"{key}.{section}",

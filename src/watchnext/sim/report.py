@@ -84,3 +84,39 @@ def header(cfg: Any) -> list[str]:
 
 LEGEND = ("Lifts are relative to the control arm on identical requests (common random numbers), "
           "with 95% delta-method intervals; * marks an interval that excludes zero.")
+
+
+def interval_name(replicates: int) -> str:
+    """What the lifts' 95% intervals cover, as the tables say it."""
+    if replicates < 2:
+        return "delta method over requests (traffic noise only; one training seed per arm)"
+    return (f"two-level t-interval over {replicates} replicates: mean of the paired per-replicate "
+            f"lifts +- t sqrt(training var / {replicates} + traffic var), Satterthwaite df "
+            f"(>= {replicates - 1})")
+
+
+def legend(replicates: int) -> str:
+    """The sentence under a lifts table."""
+    if replicates < 2:
+        return LEGEND
+    return (f"Each arm trained {replicates} times (training seeds); lifts are the mean of the "
+            f"{replicates} paired lifts (replicate r's arm over replicate r's control on identical "
+            "requests, common random numbers), with 95% intervals that include training noise: "
+            f"{interval_name(replicates)}. * marks an interval that excludes zero; "
+            "watch min/request is the mean over replicates.")
+
+
+def replicates_table(results: dict[str, Any], metric: str = "watch_time") -> str:
+    """Each replicate's lift of ``metric`` per arm, with the training and traffic spreads."""
+    n = results["replicates"]
+    header = ["arm", *[f"replicate {r + 1}" for r in range(n)], "mean", "training sd",
+              "traffic sd"]
+    rows = []
+    for name, arm in results["arms"].items():
+        if name == results["control"]:
+            continue
+        lift = arm["lifts"][metric]
+        rows.append([name, *[pct(r["lifts"][metric]) for r in arm["replicates"]],
+                     f"{100 * lift['lift']:+.2f}%", f"{100 * lift['training_sd']:.2f}%",
+                     f"{100 * lift['traffic_sd']:.2f}%"])
+    return markdown_table(header, rows)

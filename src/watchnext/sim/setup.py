@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from watchnext.sim import logs
 from watchnext.sim.arms import TrainedArm, reference_cost, train_arm
-from watchnext.sim.experiment_config import Experiment
+from watchnext.sim.experiment_config import Experiment, training_seed
 from watchnext.sim.simulate import EVAL_STREAM, simulate_logs
 from watchnext.sim.world import Traffic, Truth, World
 
@@ -30,13 +30,14 @@ class Setup:
     cost_reference: int
     log: Log
 
-    def train_arm(self, arm_name: str, seed: int | None = None) -> TrainedArm:
-        """Train an arm on the shared logs; ``seed`` overrides the experiment's training seed."""
+    def train_arm(self, arm_name: str, replicate: int = 0) -> TrainedArm:
+        """Train an arm on the shared logs with the training seed of ``replicate``
+        (``experiment_config.training_seed``: the arm's ``seed_offset`` is added)."""
         cfg = self.experiment.config
         arm = train_arm(self.experiment.ranker, cfg.arm(arm_name), self.train, self.valid,
-                        cfg.seed if seed is None else seed, self.cost_reference, self.log)
+                        training_seed(cfg.seed, replicate), self.cost_reference, self.log)
         if cfg.save_models and arm.ranker is not None:
-            suffix = "" if seed is None else f"-seed{seed}"
+            suffix = f"-replicate{replicate}" if replicate else ""
             arm.ranker.save(self.out / "models" / f"{arm_name}{suffix}")
         return arm
 

@@ -20,6 +20,7 @@ uninterrupted run makes, and ends with the same weights.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -160,6 +161,10 @@ class _Run:
             raise ConfigError("train.embeddings = 'sharded': no validation during training (the "
                               "tables live on several processes); evaluate the checkpoint it "
                               "writes instead")
+        if cfg.train.weight_averaging and self.run_dir is not None:
+            raise ConfigError("train.weight_averaging: checkpoints do not store the weight "
+                              "average, so a run folder could not resume exactly; use it with "
+                              "in-memory training (Ranker.fit) or set it to 0")
         days = self.source.days(cfg, opts.skip_bad_rows)
         saved, refused = self._find_checkpoint()
         state = saved["state"] if saved else {}
@@ -215,6 +220,8 @@ class _Run:
         }
         self.bar = ProgressBar(cfg.train.progress and group.is_main)
         last = self._train(prepared.days, valid) or (saved["path"] if saved else None)
+        if self.train_step.average is not None and self.policy is None:
+            self.train_step.average.apply()  # under early stopping the kept epoch's average is in
         self._write_metrics()
         trained = self.train_step.export()
         group.barrier()  # every process returns once rank 0's last checkpoint is in place
@@ -385,14 +392,21 @@ class _Run:
         current.epoch_acc.zero_()
         if self.policy is None:
             return
-        current.valid.append(validation_losses(self.model, valid, self.config.tasks,
-                                               self.group.device))
-        total = early_stopping_loss(current.valid[-1], self.config)
-        self.log(f"epoch {len(current.epochs)}: train {current.epochs[-1]['total']:.6g} "
-                 f"valid {total:.6g} ({self.config.train.early_stopping})")
-        if self.policy.update(total, self.model, self.train_step.optimizer):
+        with self._averaged():  # validate and keep the averaged weights, train on the others
+            current.valid.append(validation_losses(self.model, valid, self.config.tasks,
+                                                   self.group.device))
+            total = early_stopping_loss(current.valid[-1], self.config)
+            self.log(f"epoch {len(current.epochs)}: train {current.epochs[-1]['total']:.6g} "
+                     f"valid {total:.6g} ({self.config.train.early_stopping})")
+            stop = self.policy.update(total, self.model, self.train_step.optimizer)
+        if stop:
             self.stopped = current.day.name
             self.progress["cursor"] = dict(_NO_CURSOR)
+
+    def _averaged(self) -> contextlib.AbstractContextManager[None]:
+        """The weight average in the model for the block (``train.weight_averaging``)."""
+        average = self.train_step.average
+        return average.applied() if average is not None else contextlib.nullcontext()
 
     def _finish_day(self, current: _Day, valid: Batch | None) -> Path | None:
         day, seconds, cpu = current.day, current.seconds(), current.cpu_seconds()
@@ -417,8 +431,9 @@ class _Run:
             record["valid"], record["best_epoch"] = current.valid, self.policy.best_epoch
             record["valid_loss"] = current.valid[self.policy.best_epoch]
         elif valid is not None:
-            record["valid_loss"] = validation_losses(self.model, valid, self.config.tasks,
-                                                     self.group.device)
+            with self._averaged():
+                record["valid_loss"] = validation_losses(self.model, valid, self.config.tasks,
+                                                         self.group.device)
         p = self.progress
         p["days"].append(record)
         p["days_done"].append(day.name)

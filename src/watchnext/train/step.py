@@ -33,6 +33,7 @@ from watchnext.data.batch import Batch
 from watchnext.data.encoder import FeatureEncoder
 from watchnext.model.adversarial import position_loss
 from watchnext.model.ranker import MultitaskRanker, RankerOutput
+from watchnext.train.averaging import WeightAverage
 from watchnext.train.distributed import Distributed
 from watchnext.train.losses import per_task_losses, weighted_total
 from watchnext.train.optim import make_optimizer
@@ -46,6 +47,12 @@ def check_step_settings(config: RunConfig, group: Distributed) -> None:
     if config.train.compile and group.active:
         raise ConfigError("train.compile: not supported with several processes (torchrun); "
                           "set train.compile = false")
+    if config.train.weight_averaging and group.active:
+        raise ConfigError("train.weight_averaging: not supported with several processes "
+                          "(torchrun); set train.weight_averaging = 0")
+    if config.train.weight_averaging and config.train.embeddings == "sharded":
+        raise ConfigError("train.weight_averaging: not supported with train.embeddings = "
+                          "'sharded' (the fused optimiser updates the tables in place); set it to 0")
 
 
 class TrainStep:
@@ -78,6 +85,8 @@ class TrainStep:
             self.net = group.wrap(model)
         self.forward = torch.compile(self.net) if config.train.compile else self.net
         self.num_tasks = len(config.tasks)
+        decay = config.train.weight_averaging
+        self.average = WeightAverage(model, decay) if decay else None
 
     def __call__(self, parts: Sequence[Batch], seeds: Sequence[int]) -> torch.Tensor:
         """One optimiser step; returns this process's share of the per-task losses, ``[T]``."""
@@ -94,6 +103,8 @@ class TrainStep:
             shares = self._local_step(batches, seeds, fractions, exposure)
         exposure.finish()
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update()
         return shares.cpu()
 
     def _local_step(self, batches: list[Batch], seeds: Sequence[int],
