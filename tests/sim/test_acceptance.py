@@ -20,6 +20,7 @@ from watchnext.sim.experiment_config import experiment_from_dict
 def test_shallow_tower_recovers_examination_and_debiases(tmp_path):
     raw = tomllib.loads((CONFIGS / "experiment_table2.toml").read_text())
     raw["arms"] = [a for a in raw["arms"] if a["name"] in ("no_debiasing", "shallow_tower")]
+    raw["replicates"] = 1  # one training per arm: the ready config's replicates take ~30 min
     raw["logging"].update(days=4, requests_per_day=20000)
     raw["evaluation"]["requests"] = 5000
     results = run_experiment(experiment_from_dict(raw, CONFIGS), tmp_path, log=lambda _m: None)
