@@ -298,6 +298,7 @@ def test_early_stopping_criterion_is_validated():
     ({"sparse_embeddings": True}, {"tags": 4, "hour": 4}, r"train\.sparse_embeddings: not with"),
     ({"precision": "bf16"}, {"tags": 4, "hour": 4}, r"train\.precision: .* fp32 only"),
     ({"weight_decay": 0.01}, {"tags": 4, "hour": 4}, r"train\.weight_decay, .*fused row-wise"),
+    ({"weight_averaging": 0.99}, {"tags": 4, "hour": 4}, r"train\.weight_averaging: not with"),
 ])
 def test_sharded_embeddings_refuse_what_the_fused_tables_cannot_do(train, features, message):
     raw = small_config_dict()

@@ -551,7 +551,7 @@ def _validate_sharded(cfg: RunConfig) -> None:
     t = cfg.train
     if t.embeddings != "sharded":
         return
-    for name in ("sparse_embeddings", "compile"):
+    for name in ("sparse_embeddings", "compile", "weight_averaging"):
         if getattr(t, name):
             raise ConfigError(f"train.{name}: not with train.embeddings = 'sharded' (the sharded "
                               "tables have their own fused optimiser and kernels)")

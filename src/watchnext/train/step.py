@@ -50,9 +50,6 @@ def check_step_settings(config: RunConfig, group: Distributed) -> None:
     if config.train.weight_averaging and group.active:
         raise ConfigError("train.weight_averaging: not supported with several processes "
                           "(torchrun); set train.weight_averaging = 0")
-    if config.train.weight_averaging and config.train.embeddings == "sharded":
-        raise ConfigError("train.weight_averaging: not supported with train.embeddings = "
-                          "'sharded' (the fused optimiser updates the tables in place); set it to 0")
 
 
 class TrainStep:
