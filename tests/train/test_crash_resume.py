@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -67,15 +68,27 @@ def _start(cmd: list[str]) -> subprocess.Popen:
                             text=True, env=env)
 
 
-def _kill_after(proc: subprocess.Popen, pattern: str, delay: float, timeout: float = 120) -> str:
-    """Read the run's log until ``pattern``, wait ``delay`` s, SIGKILL it; return the log."""
+def _checkpoint_at_least(step: int) -> Callable[[str], bool]:
+    """A log line of a checkpoint at ``step`` or later: a resumed run may start past ``step``
+    (the previous kill's delay let it run on), and then its first checkpoint is the moment."""
+    def matches(line: str) -> bool:
+        found = re.search(r"checkpoint step (\d+) ", line)
+        return found is not None and int(found.group(1)) >= step
+    return matches
+
+
+def _kill_after(proc: subprocess.Popen, pattern: str | Callable[[str], bool], delay: float,
+                timeout: float = 120) -> str:
+    """Read the run's log until a line matches ``pattern`` (a regex or a predicate), wait
+    ``delay`` s, SIGKILL it; return the log."""
+    matches = pattern if callable(pattern) else re.compile(pattern).search
     watchdog = threading.Timer(timeout, proc.kill)
     watchdog.start()
     lines = []
     try:
         for line in proc.stdout:
             lines.append(line)
-            if re.search(pattern, line):
+            if matches(line):
                 time.sleep(delay)
                 os.kill(proc.pid, signal.SIGKILL)
                 break
@@ -91,8 +104,10 @@ def _stream_cmd(cfg: Path, data: Path, run: Path, *extra: str) -> list[str]:
             "--data", str(data), "--out", str(run), *extra]
 
 
-def _big_enough_data(tmp_path: Path) -> tuple[Path, Path]:
-    write_days(tmp_path / "data", days=2, files_per_day=2, rows_per_file=960)
+def _big_enough_data(tmp_path: Path, rows_per_file: int = 960) -> tuple[Path, Path]:
+    """Two days of data, so a kill lands mid-run: after the last kill's checkpoint the run must
+    still have more steps left than the kill's delay covers (the loop runs ~250 steps/s)."""
+    write_days(tmp_path / "data", days=2, files_per_day=2, rows_per_file=rows_per_file)
     return write_config(tmp_path / "config.json", batch_size=32), tmp_path / "data"
 
 
@@ -118,7 +133,7 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
 
 @pytest.mark.slow
 def test_repeated_sigkills_at_random_moments_still_end_with_the_same_weights(tmp_path):
-    cfg_path, data = _big_enough_data(tmp_path)
+    cfg_path, data = _big_enough_data(tmp_path, rows_per_file=2400)  # 300 steps, last kill at 98
     cfg = stream_config(batch_size=32)
     train_stream(cfg, data, tmp_path / "full", LoopOptions(checkpoint_every=7, keep=2))
     run = tmp_path / "killed"
@@ -126,8 +141,9 @@ def test_repeated_sigkills_at_random_moments_still_end_with_the_same_weights(tmp
     for target in (14, 35, 63, 98):
         proc = _start(_stream_cmd(cfg_path, data, run, "--checkpoint-every", "7", "--keep", "2",
                                   "--resume"))
-        log = _kill_after(proc, rf"checkpoint step {target} ", delay=rng.uniform(0.0, 0.15))
+        log = _kill_after(proc, _checkpoint_at_least(target), delay=rng.uniform(0.0, 0.15))
         assert proc.returncode == -signal.SIGKILL, log
+        assert "model:" not in log, "the run finished before it could be killed"
     proc = _start(_stream_cmd(cfg_path, data, run, "--checkpoint-every", "7", "--keep", "2",
                               "--resume"))
     out, _ = proc.communicate(timeout=300)
