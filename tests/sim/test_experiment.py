@@ -9,6 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from tests.sim.conftest import CONFIGS, tiny_experiment
+from watchnext.config import ConfigError
 from watchnext.sim import commands
 from watchnext.sim.experiment import run_experiment, with_replicates
 from watchnext.sim.experiment_config import experiment_from_dict
@@ -75,6 +76,31 @@ def test_same_config_and_seed_give_the_same_table(tiny_run, tmp_path):
     first = (out / "table.md").read_text()
     assert first == (tmp_path / "again" / "table.md").read_text()
     assert first != (tmp_path / "seed4" / "table.md").read_text()
+
+
+def test_trainings_in_two_worker_processes_give_the_same_table(tiny_run, tmp_path):
+    """Seeds, not scheduling, decide every draw: two workers reproduce one process exactly."""
+    out, results = tiny_run
+    parallel = run_experiment(experiment_from_dict(replicated_tiny()), tmp_path, jobs=2, **QUIET)
+    assert (tmp_path / "table.md").read_text() == (out / "table.md").read_text()
+    assert parallel["jobs"] == 2 and results["jobs"] == 1
+    assert parallel["arms"]["model"]["replicates"][1]["live"] == \
+        results["arms"]["model"]["replicates"][1]["live"]
+
+
+def test_polarisation_seeds_in_two_worker_processes_match_one_process(tmp_path):
+    raw = tiny_experiment(kind="polarisation", polarisation={"seeds": 2})
+    raw["arms"] = [a for a in raw["arms"] if a["name"] == "model"]
+    raw["evaluation"].pop("control")
+    one = run_experiment(experiment_from_dict(raw), tmp_path / "one", **QUIET)
+    two = run_experiment(experiment_from_dict(raw), tmp_path / "two", jobs=2, **QUIET)
+    assert one["arms"] == two["arms"]
+    assert [r["seed"] for r in two["arms"]["model"]["runs"]] == [3, 1003]
+
+
+def test_jobs_must_be_positive(tmp_path):
+    with pytest.raises(ConfigError, match="--jobs"):
+        run_experiment(experiment_from_dict(tiny_experiment()), tmp_path, jobs=0, **QUIET)
 
 
 @pytest.mark.parametrize("kind, extra, outputs", [
@@ -149,7 +175,7 @@ def test_cli_experiment_piped_prints_the_markdown_whole(tmp_path, monkeypatch):
     wide = "| arm | " + " | ".join(f"watch_time lift {i} (95% CI)" for i in range(6)) + " |"
     table = f"{wide}\n|---|{'---|' * 6}\n| random | " + " | ".join(["+1.234% [-0.5, +3.0]"] * 6) + " |\n"
 
-    def fake_run(path, out, seed=None, log=None, replicates=None):
+    def fake_run(path, out, seed=None, log=None, replicates=None, jobs=1):
         out.mkdir(parents=True, exist_ok=True)
         (out / "table.md").write_text(table)
 

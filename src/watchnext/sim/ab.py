@@ -2,7 +2,8 @@
 
 ``run_arms(setup)`` is the replicated arms runner (Tables 1 and 2; any list of ``[[arms]]``):
 
-    for replicate r in 0..R-1 (R = experiment ``replicates``, CLI ``--replicates``):
+    for replicate r in 0..R-1 (R = experiment ``replicates``, CLI ``--replicates``;
+                               ``jobs`` trainings at once, ``watchnext.sim.parallel``):
         every arm trains on the shared logs with seed training_seed(seed, r, arm.seed_offset)
         and serves the shared evaluation requests (common random numbers)
         lift_r = arm_r over control_r, per live metric, on those requests
@@ -26,6 +27,7 @@ import numpy as np
 from watchnext.sim import measure, plots, report
 from watchnext.sim.arms import ground_truth, serve_arm
 from watchnext.sim.experiment_config import training_seed
+from watchnext.sim.parallel import run_tasks
 from watchnext.sim.setup import Setup
 from watchnext.sim.stats import paired_ratio_lift, replicated_lift
 
@@ -33,37 +35,24 @@ from watchnext.sim.stats import paired_ratio_lift, replicated_lift
 def run_arms(setup: Setup) -> tuple[dict[str, Any], str]:
     """Train every arm ``replicates`` times, serve the evaluation traffic, compare with control."""
     cfg = setup.experiment.config
-    control = cfg.control
-    runs: dict[str, list[dict[str, Any]]] = {spec.name: [] for spec in cfg.arms}
-    sums: dict[str, list[dict[str, np.ndarray]]] = {spec.name: [] for spec in cfg.arms}
-    first: dict[str, Any] = {}
-    started, total, done = time.perf_counter(), cfg.replicates * len(cfg.arms), 0
-    for r in range(cfg.replicates):
-        for spec in cfg.arms:
-            arm = setup.train_arm(spec.name, r)
-            served = serve_arm(setup.world, setup.traffic, setup.truth, arm, cfg.evaluation.epsilon)
-            sums[spec.name].append(served.sums)
-            first.setdefault(spec.name, arm)
-            runs[spec.name].append({
-                "replicate": r, "seed": training_seed(cfg.seed, r, spec.seed_offset)
-                if spec.policy == "model" else None,
-                "train_seconds": round(arm.train_seconds, 1),
-                "live": measure.summary(served.sums),
-                "truth": measure.expected(setup.world, setup.traffic, setup.truth,
-                                          served.outcomes.position),
-                "ground_truth": ground_truth(setup.world, setup.truth, arm, served,
-                                             cfg.evaluation.ndcg_k),
-                "offline": {k: arm.offline.get(k) for k in ("tasks", "experts")} if arm.offline else {},
-            })
-            done += 1
-            elapsed = time.perf_counter() - started
-            setup.log(f"replicate {r + 1}/{cfg.replicates}, {spec.name}: done {done}/{total}, "
-                      f"{elapsed:.0f}s elapsed, about {elapsed / done * (total - done):.0f}s left")
-        for name in runs:
-            runs[name][r]["lifts"] = {m: lift.to_dict() for m, lift in
-                                      measure.lifts(sums[name][r], sums[control][r]).items()}
-    arms = {name: _summarise(first[name], runs[name], sums[name], sums[control]) for name in runs}
-    results = {"experiment": cfg.name, "control": control, "replicates": cfg.replicates,
+    tasks = [(r, spec.name) for r in range(cfg.replicates) for spec in cfg.arms]
+    done: dict[tuple[int, str], dict[str, Any]] = {}
+    started = time.perf_counter()
+    for (r, name), result in run_tasks(setup, train_and_serve, tasks):
+        done[(r, name)] = result
+        elapsed = time.perf_counter() - started
+        setup.log(f"replicate {r + 1}/{cfg.replicates}, {name}: trained in "
+                  f"{result['run']['train_seconds']:.0f}s; done {len(done)}/{len(tasks)}, "
+                  f"{elapsed:.0f}s elapsed, about {elapsed / len(done) * (len(tasks) - len(done)):.0f}s left")
+    arms = {}
+    for spec in cfg.arms:
+        mine = [done[(r, spec.name)] for r in range(cfg.replicates)]
+        control = [done[(r, cfg.control)]["sums"] for r in range(cfg.replicates)]
+        for result, ctl in zip(mine, control, strict=True):
+            result["run"]["lifts"] = {m: lift.to_dict() for m, lift in
+                                      measure.lifts(result["sums"], ctl).items()}
+        arms[spec.name] = _summarise(mine, control)
+    results = {"experiment": cfg.name, "control": cfg.control, "replicates": cfg.replicates,
                "interval": report.interval_name(cfg.replicates), "arms": arms}
     plots.lifts(results, setup.out / "lifts.png")
     plots.bias_curves(results, setup.out / "bias.png")
@@ -72,9 +61,35 @@ def run_arms(setup: Setup) -> tuple[dict[str, Any], str]:
     return results, markdown(setup, results)
 
 
-def _summarise(arm: Any, runs: list[dict[str, Any]], sums: list[dict[str, np.ndarray]],
-               control: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+def train_and_serve(setup: Setup, task: tuple[int, str]) -> dict[str, Any]:
+    """Replicate ``r`` of arm ``name``: train it, serve the evaluation traffic, check the truth.
+    Returns the replicate's record (``run``), its per-request sums and the arm's description."""
+    r, name = task
+    cfg = setup.experiment.config
+    spec = cfg.arm(name)
+    arm = setup.train_arm(name, r)
+    served = serve_arm(setup.world, setup.traffic, setup.truth, arm, cfg.evaluation.epsilon)
+    run = {
+        "replicate": r, "seed": training_seed(cfg.seed, r, spec.seed_offset)
+        if spec.policy == "model" else None,
+        "train_seconds": round(arm.train_seconds, 1),
+        "live": measure.summary(served.sums),
+        "truth": measure.expected(setup.world, setup.traffic, setup.truth,
+                                  served.outcomes.position),
+        "ground_truth": ground_truth(setup.world, setup.truth, arm, served, cfg.evaluation.ndcg_k),
+        "offline": {k: arm.offline.get(k) for k in ("tasks", "experts")} if arm.offline else {},
+    }
+    about = {"policy": spec.policy, "model": arm.config.model.kind if arm.config else None,
+             "cost": arm.cost, "seed_offset": spec.seed_offset,
+             "run_config": arm.config.to_dict() if arm.config else None}
+    return {"run": run, "sums": served.sums, "about": about}
+
+
+def _summarise(replicates: list[dict[str, Any]], control: list[dict[str, np.ndarray]]
+               ) -> dict[str, Any]:
     """One arm over its replicates: replicated lifts, and every other figure as a mean."""
+    runs = [r["run"] for r in replicates]
+    sums = [r["sums"] for r in replicates]
     pooled_arm, pooled_ctl = _pooled(sums), _pooled(control)
     lifts = {}
     for metric, (num, den) in measure.METRICS.items():
@@ -82,15 +97,15 @@ def _summarise(arm: Any, runs: list[dict[str, Any]], sums: list[dict[str, np.nda
                                                                                  strict=True)]
         pooled = paired_ratio_lift(pooled_arm[num], pooled_arm[den], pooled_ctl[num], pooled_ctl[den])
         lifts[metric] = replicated_lift(per, pooled).to_dict()
+    about = replicates[0]["about"]
     return {
-        "policy": arm.spec.policy, "model": arm.config.model.kind if arm.config else None,
-        "cost": arm.cost, "seed_offset": arm.spec.seed_offset,
+        **{k: about[k] for k in ("policy", "model", "cost", "seed_offset")},
         "train_seconds": round(sum(r["train_seconds"] for r in runs), 1),
         "lifts": lifts,
         **{key: mean_of([r[key] for r in runs]) for key in ("live", "truth", "ground_truth",
                                                              "offline")},
         "replicates": runs,
-        "run_config": arm.config.to_dict() if arm.config else None,
+        "run_config": about["run_config"],
     }
 
 

@@ -8,6 +8,7 @@ Both only wrap the Python API: ``watchnext.sim.experiment.run_experiment`` and
 from __future__ import annotations
 
 import dataclasses
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def experiment(
     replicates: int = typer.Option(None, help="Trainings per arm (training seeds), overriding the "
                                               "config's `replicates`; seeds per arm for gate_dropout. "
                                               "More replicates: narrower intervals, longer runs."),
+    jobs: int = typer.Option(0, min=0, help="Trainings run at once in worker processes "
+                                            "(0: one per CPU core). Results do not depend on it."),
 ) -> None:
     """Run a live A/B experiment in the simulated world; writes table.md, results.json, plots.
 
@@ -61,7 +64,8 @@ def experiment(
     try:
         path = bundled(config, "experiment_")
         out = out or Path("runs") / path.stem.removeprefix("experiment_")
-        run_experiment(path, out, seed=seed, log=console.print, replicates=replicates)
+        run_experiment(path, out, seed=seed, log=console.print, replicates=replicates,
+                       jobs=jobs or len(os.sched_getaffinity(0)))
     except (ConfigError, DataError, FileNotFoundError) as exc:
         _fail(exc)
     table = (out / "table.md").read_text()

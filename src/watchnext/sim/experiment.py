@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,29 +61,34 @@ def with_replicates(experiment: Experiment, replicates: int) -> Experiment:
 
 
 def run_experiment(config: str | Path | Experiment, out_dir: str | Path, seed: int | None = None,
-                   log: Log = print, replicates: int | None = None) -> dict[str, Any]:
+                   log: Log = print, replicates: int | None = None, jobs: int = 1
+                   ) -> dict[str, Any]:
     """Run an experiment config; write results.json, table.md and PNG plots to ``out_dir``.
 
     ``seed`` replaces the config's seed (world, traffic, training); ``replicates`` its number of
-    trainings per arm (seeds per arm for ``polarisation``). ``results["seconds"]`` is the wall
-    time, ``results["cpu_seconds"]`` this process's CPU time (all threads).
+    trainings per arm (seeds per arm for ``polarisation``); ``jobs`` trainings run at once in
+    worker processes (arms and polarisation; the results do not depend on it).
+    ``results["seconds"]`` is the wall time, ``results["cpu_seconds"]`` the CPU time of this
+    process and its workers (all threads).
     """
     experiment = config if isinstance(config, Experiment) else load_experiment(config)
     if seed is not None:
         experiment = with_seed(experiment, seed)
     if replicates is not None:
         experiment = with_replicates(experiment, replicates)
+    if jobs < 1:
+        raise ConfigError(f"--jobs: must be >= 1, got {jobs}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    started, cpu_started = time.perf_counter(), time.process_time()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     threads = torch.get_num_threads()
     try:
-        setup = prepare(experiment, out, log)
+        setup = prepare(experiment, out, log, jobs)
         results, markdown = RUNNERS[experiment.config.kind](setup)
     finally:
         torch.set_num_threads(threads)
     results = {**preamble(setup), **results, "seconds": round(time.perf_counter() - started, 1),
-               "cpu_seconds": round(time.process_time() - cpu_started, 1)}
+               "cpu_seconds": round(_cpu_seconds() - cpu_started, 1)}
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
     (out / "table.md").write_text(markdown)
     log(f"wrote {out / 'table.md'}, results.json and plots in {results['seconds']:.0f}s wall, "
@@ -90,11 +96,18 @@ def run_experiment(config: str | Path | Experiment, out_dir: str | Path, seed: i
     return results
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the training workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def preamble(setup: Setup) -> dict[str, Any]:
     cfg = setup.experiment.config
     return {
         "experiment": cfg.name, "kind": cfg.kind, "description": cfg.description, "seed": cfg.seed,
-        "replicates": cfg.replicates if cfg.kind == "arms" else None,
+        "replicates": cfg.replicates if cfg.kind == "arms" else None, "jobs": setup.jobs,
         "config": dataclasses.asdict(cfg), "world": dataclasses.asdict(setup.world.config),
         "logging": {"dates": setup.dates, "train_rows": setup.train.num_rows,
                     "valid_rows": setup.valid.num_rows,

@@ -22,6 +22,7 @@ from watchnext.evaluate.tables import markdown_table
 from watchnext.sim import measure, plots, report
 from watchnext.sim.arms import serve_arm
 from watchnext.sim.experiment_config import training_seed
+from watchnext.sim.parallel import run_tasks
 from watchnext.sim.setup import Setup
 from watchnext.sim.stats import fisher_exact_greater, fisher_power, wilson
 
@@ -35,38 +36,52 @@ def effective_experts(mean_gate: list[float]) -> float:
 
 def run_polarisation(setup: Setup) -> tuple[dict[str, Any], str]:
     cfg = setup.experiment.config
+    specs = [a for a in cfg.arms if a.policy == "model"]
+    tasks = [(replicate, spec.name) for spec in specs for replicate in range(cfg.polarisation.seeds)]
+    done = {}
+    for (replicate, name), run in run_tasks(setup, train_one_seed, tasks):
+        done[(replicate, name)] = run
+        setup.log(f"{name}, seed {run['seed']}: {'polarised' if run['polarised'] else 'healthy'}; "
+                  f"done {len(done)}/{len(tasks)}")
     arms: dict[str, Any] = {}
-    for spec in (a for a in cfg.arms if a.policy == "model"):
-        runs = []
-        for replicate in range(cfg.polarisation.seeds):
-            seed = training_seed(cfg.seed, replicate, spec.seed_offset)
-            arm = setup.train_arm(spec.name, replicate)
-            experts = arm.offline.get("experts") or {}
-            mean_gate = experts.get("mean_gate", {})
-            served = serve_arm(setup.world, setup.traffic, setup.truth, arm)
-            truth = measure.expected(setup.world, setup.traffic, setup.truth, served.outcomes.position)
-            runs.append({
-                "seed": seed, "mean_gate": mean_gate,
-                "polarised_tasks": experts.get("polarised_tasks", []),
-                "polarised": bool(experts.get("polarised_tasks")),
-                "largest_gate": max((max(row) for row in mean_gate.values()), default=float("nan")),
-                "effective_experts": float(np.mean([effective_experts(r) for r in mean_gate.values()]))
-                if mean_gate else float("nan"),
-                **truth,
-            })
+    for spec in specs:
+        runs = [done[(replicate, spec.name)] for replicate in range(cfg.polarisation.seeds)]
+        model = runs[0].pop("model")
+        for run in runs[1:]:
+            run.pop("model")
         count = sum(r["polarised"] for r in runs)
         low, high = wilson(count, len(runs))
-        arms[spec.name] = {
-            "gate_dropout": arm.config.model.gate_dropout, "model": arm.config.model.kind,
-            "experts": arm.config.model.num_experts, "runs": runs, "polarised_runs": count,
-            "rate": count / len(runs), "rate_ci": [low, high],
-        }
+        arms[spec.name] = {**model, "runs": runs, "polarised_runs": count,
+                           "rate": count / len(runs), "rate_ci": [low, high]}
     results = {"threshold": POLARISED, "arms": arms, "test": compare(arms)}
     plots.polarisation(results, setup.out / "polarisation.png")
     plots.expert_heatmaps({f"{name} seed {run['seed']}": run["mean_gate"] for name, arm in arms.items()
                            for run in arm["runs"]}, setup.out / "experts.png",
                           columns=cfg.polarisation.seeds)
     return results, markdown(setup, results)
+
+
+def train_one_seed(setup: Setup, task: tuple[int, str]) -> dict[str, Any]:
+    """Train arm ``name`` with the seed of ``replicate``; its gates' health and true watch time."""
+    replicate, name = task
+    cfg = setup.experiment.config
+    arm = setup.train_arm(name, replicate)
+    experts = arm.offline.get("experts") or {}
+    mean_gate = experts.get("mean_gate", {})
+    served = serve_arm(setup.world, setup.traffic, setup.truth, arm)
+    truth = measure.expected(setup.world, setup.traffic, setup.truth, served.outcomes.position)
+    return {
+        "seed": training_seed(cfg.seed, replicate, cfg.arm(name).seed_offset),
+        "mean_gate": mean_gate,
+        "polarised_tasks": experts.get("polarised_tasks", []),
+        "polarised": bool(experts.get("polarised_tasks")),
+        "largest_gate": max((max(row) for row in mean_gate.values()), default=float("nan")),
+        "effective_experts": float(np.mean([effective_experts(r) for r in mean_gate.values()]))
+        if mean_gate else float("nan"),
+        **truth,
+        "model": {"gate_dropout": arm.config.model.gate_dropout, "model": arm.config.model.kind,
+                  "experts": arm.config.model.num_experts},
+    }
 
 
 def compare(arms: dict[str, Any]) -> dict[str, Any] | None:

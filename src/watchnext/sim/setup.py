@@ -29,6 +29,7 @@ class Setup:
     truth: Truth
     cost_reference: int
     log: Log
+    jobs: int = 1  # trainings run at once, in worker processes (``watchnext.sim.parallel``)
 
     def train_arm(self, arm_name: str, replicate: int = 0) -> TrainedArm:
         """Train an arm on the shared logs with the training seed of ``replicate``
@@ -42,13 +43,21 @@ class Setup:
         return arm
 
 
-def prepare(experiment: Experiment, out: Path, log: Log) -> Setup:
+def prepare(experiment: Experiment, out: Path, log: Log, jobs: int = 1) -> Setup:
     """Log the training days with the logging policy and draw the evaluation traffic."""
-    cfg = experiment.config
     world = World(experiment.world)
-    dates = simulate_logs(world, cfg.logging, out / "logs", log)
+    dates = simulate_logs(world, experiment.config.logging, out / "logs", log)
+    return load(experiment, out, dates, log, jobs, world)
+
+
+def load(experiment: Experiment, out: Path, dates: list[str], log: Log, jobs: int = 1,
+         world: World | None = None) -> Setup:
+    """The setup of logs already written to ``out / "logs"``: the training days, the validation
+    day (the last date) and the evaluation traffic, which the world's seed fixes."""
+    cfg = experiment.config
+    world = world or World(experiment.world)
     train = logs.read_days(out / "logs", dates[:-1])
     valid = logs.read_days(out / "logs", dates[-1:])
     traffic = world.traffic(cfg.logging.days, cfg.evaluation.requests, EVAL_STREAM)
     return Setup(experiment, world, out, dates, train, valid, traffic, world.truth(traffic),
-                 reference_cost(experiment.ranker, train), log)
+                 reference_cost(experiment.ranker, train), log, jobs)
