@@ -23,12 +23,13 @@ CHECKPOINTS = "checkpoints"
 _STEP = re.compile(r"^step-(\d+)$")
 SAME_SECTIONS = ("features", "tasks", "bias", "model")
 SAME_TRAIN_KEYS = ("learning_rate", "weight_decay", "batch_size", "seed", "sparse_embeddings",
-                   "precision", "embeddings", "sharded_learning_rate")
+                   "precision", "embeddings", "sharded_learning_rate", "weight_averaging")
 
 
 def check_resume(saved: RunConfig, given: RunConfig) -> None:
     """A resumed run must train the model it started: same features, tasks, bias, model, and the
-    training keys that change what a step computes."""
+    training keys that change what a step computes or what a checkpoint holds (a checkpoint
+    written without weight averaging has no average to continue, so it resumes only without)."""
     a, b = saved.to_dict(), given.to_dict()
     for section in SAME_SECTIONS:
         if a[section] != b[section]:
