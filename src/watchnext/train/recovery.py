@@ -63,6 +63,15 @@ def step_dir(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / CHECKPOINTS / f"step-{step:010d}"
 
 
+def run_folder(checkpoint: str | Path) -> Path | None:
+    """The run folder of a step checkpoint (``RUN`` for ``RUN/checkpoints/step-N``), where the
+    run's ``metrics.json`` is; None for any other folder (a ``train`` command's model, say)."""
+    path = Path(checkpoint)
+    if _STEP.match(path.name) and path.parent.name == CHECKPOINTS:
+        return path.parent.parent
+    return None
+
+
 def step_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     """``(step, folder)`` of every step checkpoint, newest first (hidden temporaries ignored)."""
     folder = Path(run_dir) / CHECKPOINTS
