@@ -74,7 +74,8 @@ class WeightAverage:
     def load(self, averaged: Mapping[str, torch.Tensor], steps: int) -> None:
         """Take the average back from ``averaged`` (``averaged``'s output, as a checkpoint
         stored it) after ``steps`` updates."""
-        torch._foreach_copy_(self.average, [averaged[n] for n in self.names])
+        torch._foreach_copy_(self.average, [averaged[n].to(a.device)
+                                            for n, a in zip(self.names, self.average, strict=True)])
         self.steps = steps
 
     def fingerprint(self) -> bytes:
