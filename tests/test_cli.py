@@ -100,8 +100,31 @@ def test_inspect_needs_no_data(trained, tmp_path):
     assert report["command"] == "inspect" and inspected["evaluations"] == {}
     assert set(inspected["learned_bias"]) == {"click", "watch"}
     assert inspected["training"]["kept_epoch"] >= 1  # from metrics.json beside the model
+    assert inspected["training"]["source"] == str(tmp_path / "run" / "metrics.json")
     for value in inspected["learned_bias"]["click"]["curves"]["tv"].values():
         assert f"{value:+.3f}" in result.output  # every cell in full
+
+
+def test_inspect_and_evaluate_of_a_stream_run_read_the_run_s_metrics(tmp_path):
+    """A train-stream run keeps metrics.json in the run folder, not beside its step-N
+    checkpoints: the history comes from there, cut to the days the checkpoint had finished."""
+    from tests.streamdata import stream_config, write_days
+    from watchnext.train.loop import LoopOptions
+    from watchnext.train.streaming import train_stream
+
+    files = write_days(tmp_path / "data", days=2, files_per_day=1, rows_per_file=320)
+    run = tmp_path / "run"
+    train_stream(stream_config(batch_size=64), tmp_path / "data", run, LoopOptions(keep=5))
+    first_day = run / "checkpoints" / "step-0000000005"  # 5 steps a day: the end of day one
+    result = runner.invoke(app, ["inspect", str(first_day), "--json", str(tmp_path / "i.json")])
+    assert result.exit_code == 0, result.output
+    training = json.loads((tmp_path / "i.json").read_text())["models"]["stream-test"]["training"]
+    assert [e["chunk"] for e in training["history"]] == ["2024-03-01"]
+    assert training["source"] == f"{run / 'metrics.json'} (1 day(s) finished by step-0000000005)"
+    result = runner.invoke(app, ["evaluate", str(run), "--data", str(files[1])])
+    assert result.exit_code == 0, result.output
+    assert f"training history from {run / 'metrics.json'} (2 day(s) finished by " \
+           "step-0000000010)" in result.output
 
 
 def test_piped_output_is_never_cut(trained):

@@ -1,5 +1,5 @@
 """Layers point one way: config -> data -> model -> train / evaluate -> retrieve -> serve, with
-artifacts below all of them (beside config) and the applications (api, sim, workflows, cli) on
+artifacts and stats below all of them (beside config) and the applications (api, sim, workflows, cli) on
 top. Serving sits on the model layer, not on training: it loads a checkpoint through
 ``watchnext.model.load``. The rule is checked on the source itself, so it stays true as the code
 grows."""
@@ -11,13 +11,14 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "watchnext"
 
-BASE = {"lazy", "config", "artifacts"}
+BASE = {"lazy", "config", "artifacts", "stats"}
 MODEL = BASE | {"data", "model"}
 # each layer and the layers it may import (besides its own package)
 ALLOWED = {
     "lazy": set(),  # lazy package namespaces, for __init__ files
     "config": {"lazy"},
     "artifacts": {"lazy", "config"},
+    "stats": set(),  # numpy only: the intervals that evaluate, retrieve and sim share
     "data": BASE,
     "model": BASE | {"data"},
     "evaluate": MODEL,

@@ -280,7 +280,9 @@ def _print_report(report: schema.Report) -> None:
                                      f"{training.kept_epoch})", header, rows)
         elif training is not None:
             console.print(f"{name}: kept epoch {training.kept_epoch} of {training.epochs_run}"
-                          f"{' (stopped early)' if training.stopped_early else ''}")
+                          f"{' (stopped early)' if training.stopped_early else ''}"
+                          + (f"; training history from {training.source}" if training.source
+                             else ""))
         for evaluation in model.evaluations.values():
             ndcg = {k: v for k, v in evaluation.ndcg_at_k.items() if k != "k"}
             if ndcg:

@@ -7,6 +7,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from watchnext.api import Ranker
-from watchnext.artifacts.checkpoint import write_json
+from watchnext.api import History, Ranker
+from watchnext.artifacts.checkpoint import resolve, write_json
 from watchnext.config import ConfigError, RunConfig, load_config
 from watchnext.data import sources
 from watchnext.data.datasets import open_bandit
@@ -26,6 +27,8 @@ from watchnext.evaluate.bias_audit import columns_from_config, read_log
 from watchnext.evaluate.bias_audit_report import Audit, run_audit
 from watchnext.model.cost import match_cost
 from watchnext.model.load import LoadedModel
+from watchnext.train import recovery
+from watchnext.train.loop import METRICS
 
 Log = Callable[[str], None]
 
@@ -68,7 +71,7 @@ def train(config_path: str | Path, out: str | Path, *, sequential: bool = False,
 
 def evaluate(model_dir: str | Path, data: list[Path] | None = None) -> schema.Report:
     """Evaluate a saved model on files (``data``), or on its config's test split (``test``); the
-    training history comes from the ``metrics.json`` that ``train`` left beside the model."""
+    training history comes from the run's ``metrics.json`` (see ``saved_training``)."""
     ranker = Ranker.load(model_dir)
     if data:
         return _loaded_report("evaluate", ranker, model_dir, data)
@@ -79,15 +82,15 @@ def evaluate(model_dir: str | Path, data: list[Path] | None = None) -> schema.Re
 
 
 def inspect(model_dir: str | Path, data: list[Path] | None = None) -> schema.Report:
-    """What needs no data (config, cost, learned bias, and the training history that ``train``
-    left in ``metrics.json`` beside the model), and with ``data`` the gates and metrics."""
+    """What needs no data (config, cost, learned bias, and the training history of the run's
+    ``metrics.json``, see ``saved_training``), and with ``data`` the gates and metrics."""
     return _loaded_report("inspect", Ranker.load(model_dir), model_dir, data)
 
 
 def _loaded_report(command: str, ranker: Ranker, model_dir: str | Path, data: list[Path] | None,
                    split: tuple[str, str, pa.Table] | None = None) -> schema.Report:
     """The report of a saved model: evaluated on ``data`` files or on ``split`` (name, label,
-    table) if given, with the training history that ``train`` left beside the checkpoint."""
+    table) if given, with the training history its run left (``saved_training``)."""
     if data:
         split = ("data", ", ".join(str(p) for p in data), read_tables([str(p) for p in data]))
     evaluations = {}
@@ -95,18 +98,55 @@ def _loaded_report(command: str, ranker: Ranker, model_dir: str | Path, data: li
         name, label, table = split
         evaluations[name] = schema.evaluation(ranker.evaluate(table), label)
     model = ranker.model_report(evaluations)
-    model.training = _saved_training(Path(model_dir).parent / "metrics.json", model.name)
+    model.training = saved_training(model_dir, model.name)
     return schema.Report(command, {ranker.config.name: model})
 
 
-def _saved_training(path: Path, name: str) -> schema.Training | None:
-    """The training history of model ``name`` in a train report, if one is there and readable."""
+def saved_training(model_dir: str | Path, name: str) -> schema.Training | None:
+    """The training history of checkpoint ``model_dir`` (or of a run folder's LATEST), from the
+    ``metrics.json`` its run left, and ``source`` saying which file that was:
+
+    - a step checkpoint ``RUN/checkpoints/step-N`` (``train-stream``, ``fit_sequential``): the
+      run's ``RUN/metrics.json``, its per-day records cut to the days that checkpoint had
+      finished (the run may have gone on after it);
+    - any other model folder (``train``'s ``OUT/model``): the train report beside it,
+      ``OUT/metrics.json``, model ``name``.
+
+    None when there is no such file or it cannot be read: the history is optional in a report.
+    """
+    checkpoint = resolve(model_dir)
+    run = recovery.run_folder(checkpoint)
+    if run is None:
+        return _report_training(checkpoint.parent / METRICS, name)
+    return _run_training(run / METRICS, checkpoint)
+
+
+def _report_training(path: Path, name: str) -> schema.Training | None:
     try:
         saved = schema.Report.from_json(json.loads(path.read_text()))
     except (OSError, ValueError):
         return None
     model = saved.models.get(name)
-    return model.training if model is not None else None
+    if model is None or model.training is None:
+        return None
+    return replace(model.training, source=str(path))
+
+
+def _run_training(path: Path, checkpoint: Path) -> schema.Training | None:
+    try:
+        days = json.loads(path.read_text())["days"]
+        state = json.loads((checkpoint / "state.json").read_text())
+        done, epochs = set(state["days_done"]), state["data_order"]["epochs_per_day"]
+        finished = [d for d in days if d["day"] in done]
+        histories = [History.from_day(d) for d in finished]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not histories:
+        return None
+    seconds = sum(d.get("seconds") or 0.0 for d in finished)
+    training = schema.training(histories, epochs, seconds, chunks=[d["day"] for d in finished])
+    return replace(training, source=f"{path} ({len(finished)} day(s) finished by "
+                                     f"{checkpoint.name})")
 
 
 def score(model_dir: str | Path, data: list[Path], out: str | Path, *, with_position: bool = False,

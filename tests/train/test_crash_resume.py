@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -29,7 +30,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return ckpt.read_checkpoint(run)["weights"]
+    """The served weights and, with weight averaging (then the served ones are the average),
+    the trained weights the run continues from."""
+    saved = ckpt.read_checkpoint(run)
+    return {**saved["weights"], **{f"trained/{k}": v for k, v in saved.get("trained", {}).items()}}
 
 
 def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
@@ -43,14 +47,16 @@ def _copy_checkpoint(src_run: Path, step: int, dst_run: Path) -> None:
     shutil.copytree(src_run / recovery.CHECKPOINTS / name, dst_run / recovery.CHECKPOINTS / name)
 
 
-@pytest.mark.parametrize("sparse", [False, True])
-def test_resuming_from_any_checkpoint_ends_with_the_same_weights(tmp_path, sparse):
+@pytest.mark.parametrize(("sparse", "averaging"), [(False, 0.0), (True, 0.0), (False, 0.9)])
+def test_resuming_from_any_checkpoint_ends_with_the_same_weights(tmp_path, sparse, averaging):
     write_days(tmp_path / "data", days=2, files_per_day=2, rows_per_file=300)
-    cfg = stream_config(batch_size=32).replace(train={"sparse_embeddings": sparse})
+    cfg = stream_config(batch_size=32).replace(train={"sparse_embeddings": sparse,
+                                                      "weight_averaging": averaging})
     options = LoopOptions(checkpoint_every=4, keep=100, shuffle_buffer=100)
     full = train_stream(cfg, tmp_path / "data", tmp_path / "full", options)
     assert full.global_step == 38
     expected = _weights(tmp_path / "full")
+    assert any(k.startswith("trained/") for k in expected) == bool(averaging)
     for step in (4, 12, 19, 36):  # mid-window, mid-day, a day's end, late in day two
         run = tmp_path / f"from-{step}"
         _copy_checkpoint(tmp_path / "full", step, run)
@@ -111,9 +117,13 @@ def _big_enough_data(tmp_path: Path, rows_per_file: int = 960) -> tuple[Path, Pa
     return write_config(tmp_path / "config.json", batch_size=32), tmp_path / "data"
 
 
-def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("averaging", [0.0, 0.9])
+def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path, averaging):
     cfg_path, data = _big_enough_data(tmp_path)
-    cfg = stream_config(batch_size=32)
+    raw = config_dict(batch_size=32)
+    raw["train"]["weight_averaging"] = averaging
+    cfg_path.write_text(json.dumps(raw))
+    cfg = config_from_dict(raw)
     full = train_stream(cfg, data, tmp_path / "full", LoopOptions(checkpoint_every=10))
     assert full.global_step == 120
 
@@ -127,7 +137,9 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     resumed = train_stream(cfg, data, tmp_path / "killed", LoopOptions(resume=True,
                                                                          checkpoint_every=10))
     assert resumed.global_step == 120
-    _assert_same_weights(_weights(tmp_path / "full"), _weights(tmp_path / "killed"))
+    expected = _weights(tmp_path / "full")
+    assert any(k.startswith("trained/") for k in expected) == bool(averaging)
+    _assert_same_weights(expected, _weights(tmp_path / "killed"))
     assert [d["rows_trained"] for d in resumed.metrics["days"]] == [1920, 1920]
 
 

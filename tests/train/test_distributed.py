@@ -1,11 +1,13 @@
 """Data-parallel training under torchrun: 2 processes reach the weights of 1 process with the same
 global batch, shards and seed (gloo on CPU, 127.0.0.1, a free port), whatever the step computes:
-dense or sparse embedding gradients, the adversarial position head, bf16 autocast."""
+dense or sparse embedding gradients, the adversarial position head, bf16 autocast, weight
+averaging."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -41,6 +43,12 @@ def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
                  "-m", "watchnext.train.commands", "train-stream", *args])
 
 
+def _tensors(run: Path) -> dict[str, torch.Tensor]:
+    """The served weights and, with weight averaging, the trained ones (``trained/`` names)."""
+    saved = ckpt.read_checkpoint(run)
+    return {**saved["weights"], **{f"trained/{k}": v for k, v in saved.get("trained", {}).items()}}
+
+
 def _compare(tmp_path: Path, train: dict | None = None, bias: dict | None = None) -> None:
     # three files of 211 rows a day: shard boundaries fall inside files; batch 64 = 2 x 32
     write_days(tmp_path / "data", days=2, files_per_day=3, rows_per_file=211)
@@ -59,8 +67,7 @@ def _compare(tmp_path: Path, train: dict | None = None, bias: dict | None = None
     finally:
         torch.set_num_threads(threads)
 
-    a = ckpt.read_checkpoint(tmp_path / "two")["weights"]
-    b = ckpt.read_checkpoint(tmp_path / "one")["weights"]
+    a, b = _tensors(tmp_path / "two"), _tensors(tmp_path / "one")
     assert a.keys() == b.keys()
     for name in a:
         # float32's default tolerances: summation order differs between 1 and 2 processes, and
@@ -87,6 +94,22 @@ def test_the_adversarial_arm_trains_under_torchrun_and_matches_one_process(tmp_p
     initial = ckpt.read_checkpoint(tmp_path / "two" / "checkpoints" / "step-0000000005")["weights"]
     adversary = [name for name in weights if name.startswith("adversary.")]
     assert adversary and all(not torch.equal(weights[n], initial[n]) for n in adversary)
+
+
+def test_weight_averaging_under_torchrun_matches_one_process_and_resumes_on_every_rank(tmp_path):
+    _compare(tmp_path, train={"weight_averaging": 0.9})
+    full = _tensors(tmp_path / "two")
+    assert not torch.equal(full["towers.weights.0"], full["trained/towers.weights.0"])
+    # every rank restores the average: a rank that did not would fail the check that the
+    # processes hold the same average at the next checkpoint, and end elsewhere
+    shutil.copytree(tmp_path / "two" / "checkpoints" / "step-0000000005",
+                    tmp_path / "resumed" / "checkpoints" / "step-0000000005")
+    resumed = _torchrun(2, str(tmp_path / "config.json"), "--out", str(tmp_path / "resumed"),
+                        "--data", str(tmp_path / "data"), "--checkpoint-every", "5", "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    again = _tensors(tmp_path / "resumed")
+    assert again.keys() == full.keys()
+    assert [k for k in full if not torch.equal(full[k], again[k])] == []
 
 
 @pytest.mark.slow

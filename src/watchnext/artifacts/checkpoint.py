@@ -7,6 +7,11 @@ A checkpoint is a folder, built under a temporary name and renamed into place on
 file is written and fsynced, so a crash never leaves a half checkpoint under a real name.
 ``state.json`` records a SHA-256 of every other file; loading verifies them, so a corrupt or
 truncated checkpoint is refused with a clear error.
+
+``model.safetensors`` is always the model to serve, evaluate and inspect. When training keeps a
+weight average (``train.weight_averaging``) that is the average, and the weights the optimiser
+continues from are stored beside it as ``trained.safetensors``; without averaging the two are
+the same and only ``model.safetensors`` is written.
 """
 
 from __future__ import annotations
@@ -39,10 +44,12 @@ Tensors = Mapping[str, torch.Tensor]
 
 def save_checkpoint(directory: str | Path, *, config: RunConfig, encoder_state: dict[str, Any],
                     model: torch.nn.Module | Tensors, state: dict[str, Any],
-                    optimizer: torch.optim.Optimizer | Tensors | None = None) -> Path:
+                    optimizer: torch.optim.Optimizer | Tensors | None = None,
+                    trained: Tensors | None = None) -> Path:
     """Write a checkpoint folder atomically; an existing folder of that name is replaced.
     ``model`` and ``optimizer`` may be given as their tensors already (``optimizer_tensors``'
-    names): sharded training assembles them from several processes."""
+    names): sharded training assembles them from several processes. ``trained``: the weights
+    training continues from, when ``model`` is their average (see the module doc)."""
     directory = Path(directory)
     tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -51,12 +58,13 @@ def save_checkpoint(directory: str | Path, *, config: RunConfig, encoder_state: 
     files = {
         "config.json": json.dumps(config.to_dict(), indent=2).encode(),
         "encoder.json": json.dumps(encoder_state).encode(),
-        "model.safetensors": st_save({k: v.detach().cpu().contiguous() for k, v in
-                                      weights.items()}),
+        "model.safetensors": _tensor_file(weights),
     }
     if optimizer is not None:
         tensors = optimizer if isinstance(optimizer, Mapping) else optimizer_tensors(optimizer)
         files["optimizer.safetensors"] = st_save(dict(tensors))
+    if trained is not None:
+        files["trained.safetensors"] = _tensor_file(trained)
     state = {**state, "sha256": {name: hashlib.sha256(data).hexdigest()
                                  for name, data in files.items()}}
     files["state.json"] = json.dumps(state, indent=2).encode()
@@ -89,7 +97,8 @@ def resolve(path: str | Path) -> Path:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Verify and read a checkpoint: config, encoder state, weights, state, optimizer tensors."""
+    """Verify and read a checkpoint: config, encoder state, weights, state, and where written,
+    the optimizer's tensors and the trained weights (``trained``: see the module doc)."""
     path = resolve(path)
     if not (path / "state.json").exists():
         raise CheckpointError(f"{path}: not a checkpoint (state.json missing)")
@@ -118,6 +127,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         }
         if "optimizer.safetensors" in blobs:
             out["optimizer"] = st_load(blobs["optimizer.safetensors"])
+        if "trained.safetensors" in blobs:
+            out["trained"] = st_load(blobs["trained.safetensors"])
     except (SafetensorError, json.JSONDecodeError, KeyError) as exc:
         raise CheckpointError(f"{path}: unreadable checkpoint ({exc})") from exc
     return out
@@ -143,6 +154,10 @@ def load_optimizer_tensors(optimizer: torch.optim.Optimizer,
         _, param_id, key = name.split(".", 2)
         state.setdefault(int(param_id), {})[key] = tensor
     optimizer.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
+
+
+def _tensor_file(tensors: Tensors) -> bytes:
+    return st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
 
 
 def write_json(path: str | Path, payload: Any) -> None:

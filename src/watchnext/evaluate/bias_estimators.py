@@ -22,21 +22,12 @@ import numpy as np
 import torch
 
 from watchnext.evaluate.bias_audit import AuditLog, Estimate
+from watchnext.stats import Z95, wilson
 
-Z95 = 1.959963984540054  # standard normal 97.5% quantile
 BARRIER = 0.01  # extra non-click weight per row under the log link (position-based model)
 
 
 # ---- (a) randomised traffic ------------------------------------------------------------------
-
-def wilson(clicks: np.ndarray, rows: np.ndarray, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of a click rate (valid near 0, where clicks are rare)."""
-    n = np.maximum(rows, 1e-12)
-    p = clicks / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return centre - half, centre + half
-
 
 def randomised(log: AuditLog) -> dict[str, Estimate]:
     """Click rate per position on randomised rows, and its logit difference vs position 1.
@@ -63,8 +54,7 @@ def randomised(log: AuditLog) -> dict[str, Estimate]:
         rate = np.where(rows > 0, clicks / np.maximum(rows, 1), np.nan)
         extra = {"rows": _by(positions, rows), "clicks": _by(positions, clicks),
                  "click_rate": _by(positions, rate),
-                 "click_rate_low": _by(positions, np.where(rows > 0, low, np.nan)),
-                 "click_rate_high": _by(positions, np.where(rows > 0, high, np.nan)),
+                 "click_rate_low": _by(positions, low), "click_rate_high": _by(positions, high),
                  "p_value": {0: chi_square_p(clicks[rows > 0], rows[rows > 0])}}
         out[name] = Estimate(value, lo, hi, extra)
     return out

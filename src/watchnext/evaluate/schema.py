@@ -50,6 +50,7 @@ class Training:
     stopped_early: bool
     seconds: float | None
     history: list[Epoch] = field(default_factory=list)
+    source: str | None = None  # the metrics file inspect / evaluate read it from (None: trained here)
 
 
 @dataclass

@@ -23,7 +23,6 @@ evaluation days, so events well before the pool's last fitted event are refused
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,12 +35,12 @@ import pyarrow.compute as pc
 from watchnext.retrieve.base import Query, RetrievalError
 from watchnext.retrieve.log import LogColumns, WatchLog
 from watchnext.retrieve.pool import SOURCE_KINDS, CandidatePool
+from watchnext.stats import clustered_mean
 
 Scorer = Callable[[str, str | None, list[str], float], np.ndarray]
 """(user id, query video or None, candidate ids, event time in epoch seconds) -> one score each."""
 
 TOP_K = 10
-Z95 = 1.959964
 
 
 @dataclass(frozen=True)
@@ -147,17 +146,11 @@ def _interval(values: Sequence[float], groups: Sequence[str]) -> dict[str, float
     """A mean of values in [0, 1] with its 95% interval (clipped to [0, 1]), clustered by user:
     one person's events are not independent, so the variance sums each user's residuals before
     squaring them."""
-    x = np.asarray(values, np.float64)
-    n = len(x)
-    if not n:
+    if not len(values):
         return {"value": None, "low": None, "high": None, "n": 0, "users": 0}
-    mean = float(x.mean())
-    _, code = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
-    residual = np.bincount(code.reshape(-1), weights=x - mean)
-    g = len(residual)
-    half = Z95 * math.sqrt(g / (g - 1) * float(np.sum(residual ** 2))) / n if g > 1 else math.inf
-    return {"value": mean, "low": max(0.0, mean - half), "high": min(1.0, mean + half), "n": n,
-            "users": g}
+    mean, half, g = clustered_mean(np.asarray(values, np.float64), np.asarray(groups, dtype=str))
+    return {"value": mean, "low": max(0.0, mean - half), "high": min(1.0, mean + half),
+            "n": len(values), "users": g}
 
 
 def _position(ids: Sequence[str], item: str) -> int:

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-Z95 = 1.959963984540054
+from watchnext.stats import Z95
+from watchnext.stats import wilson as wilson  # re-exported: the experiments' statistics in one place
 
 
 @dataclass(frozen=True)
@@ -177,17 +178,6 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     if ra.std() == 0 or rb.std() == 0:
         return float("nan")
     return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def wilson(successes: int, trials: int) -> tuple[float, float]:
-    """95% Wilson score interval for a binomial proportion."""
-    if trials == 0:
-        return float("nan"), float("nan")
-    p = successes / trials
-    denom = 1 + Z95 ** 2 / trials
-    centre = (p + Z95 ** 2 / (2 * trials)) / denom
-    half = Z95 * math.sqrt(p * (1 - p) / trials + Z95 ** 2 / (4 * trials ** 2)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def gini(counts: np.ndarray) -> float:

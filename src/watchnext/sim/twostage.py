@@ -27,7 +27,6 @@ pool come with the experiments' paired delta-method intervals (``watchnext.sim.m
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -39,8 +38,8 @@ from watchnext.retrieve.log import LogColumns
 from watchnext.retrieve.pool import CandidatePool, default_pool
 from watchnext.sim import measure
 from watchnext.sim.world import NOISE_FIELDS, Outcomes, Traffic, World, slate_positions
+from watchnext.stats import clustered_mean
 
-Z95 = 1.959963984540054
 COLUMNS = LogColumns(user="user_id", item="video_id", time="time_s", watched="click")
 Scores = Callable[[Traffic], np.ndarray]
 """Scores ``[R, C]`` for a traffic's candidates (higher is shown higher)."""
@@ -138,11 +137,7 @@ def judge(utility: np.ndarray, candidates: np.ndarray, scores: np.ndarray, k: in
 
 def clustered(values: np.ndarray, users: np.ndarray) -> dict[str, float]:
     """Mean with a 95% interval clustered by user (a user's requests are not independent)."""
-    mean = float(values.mean())
-    _, code = np.unique(users, return_inverse=True)
-    residual = np.bincount(code.reshape(-1), weights=values - mean)
-    g, n = len(residual), len(values)
-    half = Z95 * math.sqrt(g / (g - 1) * float(np.sum(residual ** 2))) / n if g > 1 else math.inf
+    mean, half, _ = clustered_mean(values, users)
     return {"value": mean, "low": mean - half, "high": mean + half}
 
 

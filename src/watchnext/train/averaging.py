@@ -14,12 +14,18 @@ After every optimiser step, with t steps taken and decay d:
 Validation, early stopping and the returned model all use ``avg``; training continues from ``w``.
 Only floating-point parameters are averaged; buffers (the shallow tower's exposure counts) are
 the model's own.
+
+A checkpoint stores both (train/step.py): ``avg`` as the model it serves, ``w`` and the step
+count t to resume from; so a resumed run continues the same average. Under torchrun every
+process applies the same all-reduced step to the same weights, so every process holds the same
+average; ``fingerprint`` lets the loop check that at each checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterator, Mapping
 
 import torch
 from torch import nn
@@ -30,7 +36,9 @@ class WeightAverage:
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
-        self.params = [p for p in model.parameters() if p.dtype.is_floating_point]
+        named = [(n, p) for n, p in model.named_parameters() if p.dtype.is_floating_point]
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
         self.average = [p.detach().clone() for p in self.params]
         self.steps = 0
 
@@ -56,3 +64,23 @@ class WeightAverage:
         finally:
             with torch.no_grad():
                 torch._foreach_copy_([p.data for p in self.params], trained)
+
+    def averaged(self, weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``weights`` (the model's state dict) with the average in place of the trained
+        parameters: the model a checkpoint serves."""
+        return {**weights, **{n: a.detach() for n, a in zip(self.names, self.average, strict=True)}}
+
+    @torch.no_grad()
+    def load(self, averaged: Mapping[str, torch.Tensor], steps: int) -> None:
+        """Take the average back from ``averaged`` (``averaged``'s output, as a checkpoint
+        stored it) after ``steps`` updates."""
+        torch._foreach_copy_(self.average, [averaged[n].to(a.device)
+                                            for n, a in zip(self.names, self.average, strict=True)])
+        self.steps = steps
+
+    def fingerprint(self) -> bytes:
+        """A SHA-256 of the average's bytes: equal on two processes iff their averages are."""
+        digest = hashlib.sha256(str(self.steps).encode())
+        for a in self.average:
+            digest.update(a.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.digest()

@@ -15,7 +15,9 @@ Crash safety comes from determinism rather than from saving RNG streams: every r
 step (the window permutation, dropout, gate and position dropout) is seeded from
 (seed, day, epoch, step, shard), and the checkpoint stores the step to run next. A run killed at
 any moment and resumed from its newest verifying checkpoint therefore repeats exactly the steps an
-uninterrupted run makes, and ends with the same weights.
+uninterrupted run makes, and ends with the same weights. With ``train.weight_averaging`` the
+checkpoint also holds the average (as the model it serves) and the trained weights, so the
+resumed run ends with the same average too.
 """
 
 from __future__ import annotations
@@ -161,10 +163,6 @@ class _Run:
             raise ConfigError("train.embeddings = 'sharded': no validation during training (the "
                               "tables live on several processes); evaluate the checkpoint it "
                               "writes instead")
-        if cfg.train.weight_averaging and self.run_dir is not None:
-            raise ConfigError("train.weight_averaging: checkpoints do not store the weight "
-                              "average, so a run folder could not resume exactly; use it with "
-                              "in-memory training (Ranker.fit) or set it to 0")
         days = self.source.days(cfg, opts.skip_bad_rows)
         saved, refused = self._find_checkpoint()
         state = saved["state"] if saved else {}
@@ -195,7 +193,7 @@ class _Run:
         model.to(group.device)
         self.train_step = TrainStep(cfg, model, group, encoder)
         if saved:
-            self.train_step.restore(saved["weights"], saved["optimizer"])
+            self.train_step.resume(saved)
         self.model, self.encoder, self.layout, self.local = model, encoder, layout, local
         self.policy = EarlyStopping(cfg.train.patience) if early_stopping else None
 
@@ -463,7 +461,10 @@ class _Run:
         p["partial"] = partial
         if self.run_dir is None:
             return None
-        weights, optimizer = self.train_step.state()  # sharded tables: every process sends
+        tensors = self.train_step.checkpoint()  # sharded tables: every process sends
+        average = self.train_step.average
+        if average is not None:
+            self._check_same_average()
         if not self.group.is_main:
             return None
         state = {
@@ -472,11 +473,21 @@ class _Run:
             "skipped_found": p["skipped_found"], "skipped_files": p["skipped_files"],
             "world_size": self.group.world,
         }
+        if average is not None:
+            state["average_steps"] = average.steps
         path = recovery.save(self.run_dir, p["global_step"], self.options.keep, config=self.config,
-                             encoder_state=self.encoder.state_dict(), model=weights,
-                             state=state, optimizer=optimizer)
+                             encoder_state=self.encoder.state_dict(), state=state, **tensors)
         self.log(f"checkpoint step {p['global_step']} -> {path}")
         return path
+
+    def _check_same_average(self) -> None:
+        """Under torchrun, every process must hold the weight average rank 0 writes (a
+        collective; identity when alone)."""
+        if not self.group.active:
+            return
+        if len(set(self.group.all_gather_bytes(self.train_step.average.fingerprint()))) > 1:
+            raise RuntimeError(f"the weight average differs between processes at step "
+                               f"{self.progress['global_step']}")
 
     def _metrics(self) -> dict[str, Any]:
         p = self.progress

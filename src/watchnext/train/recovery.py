@@ -23,12 +23,13 @@ CHECKPOINTS = "checkpoints"
 _STEP = re.compile(r"^step-(\d+)$")
 SAME_SECTIONS = ("features", "tasks", "bias", "model")
 SAME_TRAIN_KEYS = ("learning_rate", "weight_decay", "batch_size", "seed", "sparse_embeddings",
-                   "precision", "embeddings", "sharded_learning_rate")
+                   "precision", "embeddings", "sharded_learning_rate", "weight_averaging")
 
 
 def check_resume(saved: RunConfig, given: RunConfig) -> None:
     """A resumed run must train the model it started: same features, tasks, bias, model, and the
-    training keys that change what a step computes."""
+    training keys that change what a step computes or what a checkpoint holds (a checkpoint
+    written without weight averaging has no average to continue, so it resumes only without)."""
     a, b = saved.to_dict(), given.to_dict()
     for section in SAME_SECTIONS:
         if a[section] != b[section]:
@@ -60,6 +61,15 @@ def save(run_dir: str | Path, step: int, keep: int, **checkpoint: Any) -> Path:
 
 def step_dir(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / CHECKPOINTS / f"step-{step:010d}"
+
+
+def run_folder(checkpoint: str | Path) -> Path | None:
+    """The run folder of a step checkpoint (``RUN`` for ``RUN/checkpoints/step-N``), where the
+    run's ``metrics.json`` is; None for any other folder (a ``train`` command's model, say)."""
+    path = Path(checkpoint)
+    if _STEP.match(path.name) and path.parent.name == CHECKPOINTS:
+        return path.parent.parent
+    return None
 
 
 def step_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -47,9 +48,6 @@ def check_step_settings(config: RunConfig, group: Distributed) -> None:
     if config.train.compile and group.active:
         raise ConfigError("train.compile: not supported with several processes (torchrun); "
                           "set train.compile = false")
-    if config.train.weight_averaging and group.active:
-        raise ConfigError("train.weight_averaging: not supported with several processes "
-                          "(torchrun); set train.weight_averaging = 0")
 
 
 class TrainStep:
@@ -150,6 +148,31 @@ class TrainStep:
             weights.update(tables)
             optimizer.update(states)
         return weights, optimizer
+
+    def checkpoint(self) -> dict[str, Any]:
+        """``state`` as ``save_checkpoint``'s ``model``, ``optimizer`` and ``trained``: with
+        ``train.weight_averaging`` the model a checkpoint serves is the average (as the loop
+        returns it), and the trained weights are kept beside it to resume from. A collective
+        like ``state``; complete on rank 0 only."""
+        weights, optimizer = self.state()
+        if self.average is None or not weights:
+            return {"model": weights, "optimizer": optimizer}
+        return {"model": self.average.averaged(weights), "optimizer": optimizer,
+                "trained": weights}
+
+    def resume(self, saved: dict[str, Any]) -> None:
+        """Continue from ``read_checkpoint``'s result (on every process): weights, optimiser
+        and, with ``train.weight_averaging``, the average and its step count."""
+        if self.average is None:
+            self.restore(saved["weights"], saved["optimizer"])
+            return
+        steps = saved["state"].get("average_steps")
+        if "trained" not in saved or steps is None:
+            raise ckpt.CheckpointError(f"{saved['path']}: holds no weight average "
+                                       "(trained.safetensors, average_steps), but "
+                                       "train.weight_averaging is on")
+        self.restore(saved["trained"], saved["optimizer"])
+        self.average.load(saved["weights"], steps)
 
     def restore(self, weights: dict[str, torch.Tensor], optimizer: dict[str, torch.Tensor]) -> None:
         """Load ``state``'s output (a checkpoint's), on every process."""
