@@ -551,10 +551,13 @@ def _validate_sharded(cfg: RunConfig) -> None:
     t = cfg.train
     if t.embeddings != "sharded":
         return
-    for name in ("sparse_embeddings", "compile", "weight_averaging"):
+    for name in ("sparse_embeddings", "compile"):
         if getattr(t, name):
             raise ConfigError(f"train.{name}: not with train.embeddings = 'sharded' (the sharded "
                               "tables have their own fused optimiser and kernels)")
+    if t.weight_averaging:
+        raise ConfigError("train.weight_averaging: not with train.embeddings = 'sharded' (the "
+                          "tables' rows live on their ranks; an average of them is not kept)")
     if t.weight_decay or t.table_weight_decay:
         raise ConfigError("train.weight_decay, train.table_weight_decay: not supported with "
                           "train.embeddings = 'sharded' (the fused row-wise Adagrad has none)")

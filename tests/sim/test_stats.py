@@ -17,8 +17,8 @@ from watchnext.sim.stats import (
     spearman,
     t_quantile,
     top_share,
-    wilson,
 )
+from watchnext.stats import wilson
 
 
 def test_lift_of_identical_arms_is_zero_with_zero_width():

@@ -24,7 +24,8 @@ from watchnext.sim.arms import serve_arm
 from watchnext.sim.experiment_config import training_seed
 from watchnext.sim.parallel import run_tasks
 from watchnext.sim.setup import Setup
-from watchnext.sim.stats import fisher_exact_greater, fisher_power, wilson
+from watchnext.sim.stats import fisher_exact_greater, fisher_power
+from watchnext.stats import wilson
 
 
 def effective_experts(mean_gate: list[float]) -> float:

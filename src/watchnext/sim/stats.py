@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from watchnext.stats import Z95
-from watchnext.stats import wilson as wilson  # re-exported: the experiments' statistics in one place
 
 
 @dataclass(frozen=True)
