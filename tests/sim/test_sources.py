@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import tomllib
 
 import numpy as np
 import pytest
@@ -51,6 +52,7 @@ def sources_experiment(**overrides) -> dict:
     (lambda r: r["retrieval"].update(fresh_share=1.5), "retrieval.fresh_share"),
     (lambda r: r["retrieval"].update(fresh_days=0), "retrieval.fresh_days"),
     (lambda r: r["retrieval"].update(quota=3), "retrieval.quota"),
+    (lambda r: r["retrieval"].update(exclude_watched="yes"), "retrieval.exclude_watched"),
     (lambda r: r["arms"][1].update(drop_source="embedding"), "arms[1].drop_source"),
     (lambda r: r["arms"][2].update(sources=["popular", "twotower"]), "arms[2].sources[1]"),
     (lambda r: r["arms"][2].update(sources=["popular", "popular"]), "arms[2].sources[1]"),
@@ -100,7 +102,8 @@ def test_a_drop_one_arm_never_shows_what_only_that_source_found(ran):
     # Refit the same pool (it is deterministic) to see which source found what.
     every = sources.logs.read_days(out / "logs", results["logging"]["dates"])
     rt = experiment.config.retrieval
-    pool = sources.fit_pool(every, setup.world, rt.pool_size, rt.shares, rt.popular)
+    pool = sources.fit_pool(every, setup.world, rt.pool_size, rt.shares, rt.popular,
+                            rt.exclude_watched)
     only_topic, differ = 0, 0
     for r, (user, query) in enumerate(zip(setup.traffic.user.tolist(),
                                           setup.traffic.query.tolist(), strict=True)):
@@ -171,3 +174,21 @@ def test_candidates_written_for_other_arms_are_refused(ran, tmp_path):
         sources.read_candidates(experiment.config, out, 120)
     with pytest.raises(ConfigError, match="unreadable candidates"):
         sources.read_candidates(experiment.config, tmp_path, 120)
+
+
+def test_the_ready_config_and_the_cli_refusal(tmp_path):
+    from typer.testing import CliRunner
+
+    from tests.sim.test_experiment import _cli
+    from watchnext.sim import commands
+
+    path = commands.bundled("sources", "experiment_")
+    assert path.name == "experiment_sources.toml"
+    cfg = experiment_from_dict(tomllib.loads(path.read_text()), path.parent).config
+    assert cfg.retrieval.pool_size == 100 and cfg.control == "all_sources"
+    bad = tmp_path / "experiment_bad.toml"
+    world, ranker = path.parent / "sim_world.toml", path.parent / "sim_ranker.toml"
+    bad.write_text(f'name = "bad"\nkind = "arms"\nworld = "{world}"\nranker = "{ranker}"\n'
+                   '[retrieval]\npool_size = 50\n[[arms]]\nname = "a"\ndrop_source = "nearest"\n')
+    result = CliRunner().invoke(_cli(), ["experiment", str(bad), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "arms[0].drop_source" in result.output

@@ -100,13 +100,15 @@ class ArmSpec:
 @dataclass(frozen=True)
 class RetrievalSpec:
     """Arms rank candidates from watchnext's pool (``watchnext.sim.sources``): the default
-    sources with these quota ``shares`` of ``pool_size``, fitted once on every logged day.
+    sources with these quota ``shares`` of ``pool_size``, fitted once on every logged day;
+    ``exclude_watched``: a user's pools leave out the videos the user clicked in the logs.
     ``pool_size`` 0 (no ``[retrieval]`` section): arms rank the world's own candidates."""
 
     pool_size: int = 0
     shares: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SHARES))
     fresh_share: float = DEFAULT_POPULAR["fresh_share"]
     fresh_days: float = DEFAULT_POPULAR["fresh_days"]
+    exclude_watched: bool = True
 
     @property
     def popular(self) -> dict[str, float]:

@@ -67,7 +67,7 @@ def write_candidates(experiment: Experiment, world: World, out: Path, dates: lis
     cfg = experiment.config
     rt = cfg.retrieval
     every = logs.read_days(out / "logs", dates)
-    pool = fit_pool(every, world, rt.pool_size, rt.shares, rt.popular)
+    pool = fit_pool(every, world, rt.pool_size, rt.shares, rt.popular, rt.exclude_watched)
     sets = sorted(set(source_sets(cfg).values()))
     fallback = clicked_order(every, world.config.videos.count)
     candidates = pool_candidates(pool, traffic, sets, fallback)
