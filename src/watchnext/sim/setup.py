@@ -32,19 +32,15 @@ class Setup:
     log: Log
     jobs: int = 1  # trainings run at once, in worker processes (``watchnext.sim.parallel``)
     pools: dict[str, np.ndarray] = field(default_factory=dict)  # arm -> its pool's candidates
-    _served: dict[int, tuple[Traffic, Truth]] = field(default_factory=dict, repr=False)
     _best: sources.CatalogueBest | None = field(default=None, repr=False)
 
     def arm_traffic(self, arm_name: str) -> tuple[Traffic, Truth]:
         """The evaluation traffic an arm serves, and its truth: the world's candidates, or with
-        ``[retrieval]`` the arm's pool (``watchnext.sim.sources``; arms sharing sources share it)."""
+        ``[retrieval]`` the arm's pool (``watchnext.sim.sources``), built on each call (a second
+        or so; kept, ten pool arms would hold gigabytes)."""
         if arm_name not in self.pools:
             return self.traffic, self.truth
-        candidates = self.pools[arm_name]
-        if id(candidates) not in self._served:
-            self._served[id(candidates)] = sources.arm_traffic(self.world, self.traffic,
-                                                               candidates)
-        return self._served[id(candidates)]
+        return sources.arm_traffic(self.world, self.traffic, self.pools[arm_name])
 
     def catalogue_best(self) -> sources.CatalogueBest:
         """The catalogue's true top-k per evaluation request (k = ``evaluation.ndcg_k``)."""
