@@ -140,9 +140,16 @@ def test_pool_arms_serve_identical_requests_with_common_random_numbers(ran):
     assert hits > 0
     # ...and different videos draw differently.
     assert not np.array_equal(full.noise["click"][:, 0], full.noise["click"][:, 1])
-    # The world's candidates are untouched for an arm that asks for them.
+    # An arm on the world's candidates shows them, with the same per-video draws.
     world_traffic, _ = setup.arm_traffic("logging_policy")
-    assert world_traffic is setup.traffic
+    assert np.array_equal(world_traffic.candidates, setup.traffic.candidates)
+    hits = 0
+    for r in range(len(full.user)):
+        common, i, j = np.intersect1d(world_traffic.candidates[r], full.candidates[r],
+                                      return_indices=True)
+        hits += len(common)
+        assert np.array_equal(world_traffic.noise["exam"][r, i], full.noise["exam"][r, j])
+    assert hits > 0
 
 
 def test_the_report_judges_every_arm_against_the_catalogue(ran):

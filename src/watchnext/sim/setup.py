@@ -36,11 +36,14 @@ class Setup:
 
     def arm_traffic(self, arm_name: str) -> tuple[Traffic, Truth]:
         """The evaluation traffic an arm serves, and its truth: the world's candidates, or with
-        ``[retrieval]`` the arm's pool (``watchnext.sim.sources``), built on each call (a second
-        or so; kept, ten pool arms would hold gigabytes)."""
-        if arm_name not in self.pools:
+        ``[retrieval]`` the arm's pool (``watchnext.sim.sources``). With ``[retrieval]`` every
+        arm, the world's candidates too, draws its responses per (request, video), so arms
+        differ only by what they show. Built on each call (a second or so; kept, ten pool arms
+        would hold gigabytes)."""
+        if not self.experiment.config.retrieval.pool_size:
             return self.traffic, self.truth
-        return sources.arm_traffic(self.world, self.traffic, self.pools[arm_name])
+        candidates = self.pools.get(arm_name, self.traffic.candidates)
+        return sources.arm_traffic(self.world, self.traffic, candidates)
 
     def catalogue_best(self) -> sources.CatalogueBest:
         """The catalogue's true top-k per evaluation request (k = ``evaluation.ndcg_k``)."""
