@@ -15,6 +15,7 @@ from watchnext.sim.twostage import (
     clustered,
     fit_pool,
     judge,
+    popular_candidates,
     served_outcomes,
     source_ablation,
     two_stage_report,
@@ -114,3 +115,20 @@ def test_source_ablation_arms_and_lifts(world):
     lift = out["lifts"]["popular only"]["watch_time"]
     assert lift["low"] <= lift["lift"] <= lift["high"]
     assert set(out["metrics"]["all sources"]) >= {"watch_time", "like_rate", "mean_rating"}
+
+
+def test_popular_only_follows_the_pools_rule_for_watched_videos(world):
+    traffic = world.traffic(3, 4, stream=1)
+    table = pa.table({"video_id": pa.array([5, 5, 5, 7, 7, 9], pa.int64()),
+                      "click": pa.array([1, 1, 1, 1, 1, 1], pa.int8())})
+    query = int(traffic.query[0])
+    kept = popular_candidates(table, traffic, 2)
+    assert [v for v in [5, 7, 9] if v != query][:2] == kept[0].tolist()
+    # The first user clicked video 5 before: a pool that leaves it out is compared with a
+    # popular list that leaves it out too; other users keep it.
+    watched = {str(int(traffic.user[0])): frozenset({"5"})}
+    out = popular_candidates(table, traffic, 2, watched)
+    assert 5 not in out[0].tolist() and out[0].tolist() == [v for v in [7, 9] if v != query][:2]
+    for r in range(1, 4):
+        if int(traffic.user[r]) != int(traffic.user[0]):
+            assert out[r].tolist() == kept[r].tolist()

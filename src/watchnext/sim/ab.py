@@ -5,7 +5,9 @@
     for replicate r in 0..R-1 (R = experiment ``replicates``, CLI ``--replicates``;
                                ``jobs`` trainings at once, ``watchnext.sim.parallel``):
         every arm trains on the shared logs with seed training_seed(seed, r, arm.seed_offset)
-        and serves the shared evaluation requests (common random numbers)
+        and serves the shared evaluation requests (common random numbers); arms that differ
+        only by their candidates (``[retrieval]``, ``watchnext.sim.sources``) share that
+        training: same config and seed, the same ranker, trained once
         lift_r = arm_r over control_r, per live metric, on those requests
     lift = mean_r lift_r with the two-level interval of ``stats.replicated_lift``
            (training spread over replicates + traffic noise of the pooled arms)
@@ -14,19 +16,22 @@ Results, per arm: ``lifts[metric]`` (the replicated lift: lift, low, high, signi
 training_sd, traffic_sd, per_replicate), ``live`` / ``truth`` / ``ground_truth`` / ``offline``
 (means over replicates) and ``replicates`` (each replicate's seed, live metrics, truth, NDCG and
 traffic-only lifts). Fixed policies (``policy = "popularity"``) are served once per replicate too,
-so every lift has R paired values.
+so every lift has R paired values. With ``[retrieval]`` every arm is also judged against the
+catalogue's true utility (``catalogue``, and ``catalogue_ndcg_lift`` over control).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from typing import Any
 
 import numpy as np
 
-from watchnext.sim import measure, plots, report
+from watchnext.sim import measure, plots, report, sources
 from watchnext.sim.arms import ground_truth, serve_arm
-from watchnext.sim.experiment_config import training_seed
+from watchnext.sim.experiment_config import ArmSpec, training_seed
 from watchnext.sim.parallel import run_tasks
 from watchnext.sim.setup import Setup
 from watchnext.sim.stats import paired_ratio_lift, replicated_lift
@@ -35,25 +40,31 @@ from watchnext.sim.stats import paired_ratio_lift, replicated_lift
 def run_arms(setup: Setup) -> tuple[dict[str, Any], str]:
     """Train every arm ``replicates`` times, serve the evaluation traffic, compare with control."""
     cfg = setup.experiment.config
-    tasks = [(r, spec.name) for r in range(cfg.replicates) for spec in cfg.arms]
+    groups = training_groups(cfg.arms)
+    tasks = [(r, names) for r in range(cfg.replicates) for names in groups]
     done: dict[tuple[int, str], dict[str, Any]] = {}
     started = time.perf_counter()
-    for (r, name), result in run_tasks(setup, train_and_serve, tasks):
-        done[(r, name)] = result
+    for (r, names), results in run_tasks(setup, train_and_serve, tasks):
+        done.update({(r, name): result for name, result in results.items()})
         elapsed = time.perf_counter() - started
-        setup.log(f"replicate {r + 1}/{cfg.replicates}, {name}: trained in "
-                  f"{result['run']['train_seconds']:.0f}s; done {len(done)}/{len(tasks)}, "
-                  f"{elapsed:.0f}s elapsed, about {elapsed / len(done) * (len(tasks) - len(done)):.0f}s left")
+        left = len(cfg.arms) * cfg.replicates - len(done)
+        setup.log(f"replicate {r + 1}/{cfg.replicates}, {', '.join(names)}: trained in "
+                  f"{results[names[0]]['run']['train_seconds']:.0f}s; done "
+                  f"{len(done)}/{len(cfg.arms) * cfg.replicates}, {elapsed:.0f}s elapsed, "
+                  f"about {elapsed / len(done) * left:.0f}s left")
     arms = {}
     for spec in cfg.arms:
         mine = [done[(r, spec.name)] for r in range(cfg.replicates)]
-        control = [done[(r, cfg.control)]["sums"] for r in range(cfg.replicates)]
+        control = [done[(r, cfg.control)] for r in range(cfg.replicates)]
         for result, ctl in zip(mine, control, strict=True):
             result["run"]["lifts"] = {m: lift.to_dict() for m, lift in
-                                      measure.lifts(result["sums"], ctl).items()}
+                                      measure.lifts(result["sums"], ctl["sums"]).items()}
         arms[spec.name] = _summarise(mine, control)
     results = {"experiment": cfg.name, "control": cfg.control, "replicates": cfg.replicates,
                "interval": report.interval_name(cfg.replicates), "arms": arms}
+    if setup.pools:
+        results["retrieval"] = json.loads((setup.out / sources.FOLDER / sources.MANIFEST
+                                           ).read_text())
     plots.lifts(results, setup.out / "lifts.png")
     plots.bias_curves(results, setup.out / "bias.png")
     plots.expert_heatmaps({n: (a["offline"].get("experts") or {}).get("mean_gate", {})
@@ -61,43 +72,75 @@ def run_arms(setup: Setup) -> tuple[dict[str, Any], str]:
     return results, markdown(setup, results)
 
 
-def train_and_serve(setup: Setup, task: tuple[int, str]) -> dict[str, Any]:
-    """Replicate ``r`` of arm ``name``: train it, serve the evaluation traffic, check the truth.
-    Returns the replicate's record (``run``), its per-request sums and the arm's description."""
-    r, name = task
+def training_groups(arms: tuple[ArmSpec, ...]) -> list[tuple[str, ...]]:
+    """Arms that differ only by their name and candidates (``sources``, ``drop_source``,
+    ``world_candidates``) train the same ranker with the same seed: one training serves them
+    all. Groups keep the arms' order."""
+    groups: dict[str, list[str]] = {}
+    for arm in arms:
+        key = repr(dataclasses.replace(arm, name="", sources=(), drop_source="",
+                                       world_candidates=False))
+        groups.setdefault(key, []).append(arm.name)
+    return [tuple(names) for names in groups.values()]
+
+
+def train_and_serve(setup: Setup, task: tuple[int, tuple[str, ...]]) -> dict[str, dict[str, Any]]:
+    """Replicate ``r`` of a training group: train its ranker once, then let every arm of the
+    group serve its evaluation traffic and check the truth. Returns per arm the replicate's
+    record (``run``), its per-request sums and the arm's description."""
+    r, names = task
     cfg = setup.experiment.config
-    spec = cfg.arm(name)
-    arm = setup.train_arm(name, r)
-    served = serve_arm(setup.world, setup.traffic, setup.truth, arm, cfg.evaluation.epsilon)
-    run = {
-        "replicate": r, "seed": training_seed(cfg.seed, r, spec.seed_offset)
-        if spec.policy == "model" else None,
-        "train_seconds": round(arm.train_seconds, 1),
-        "live": measure.summary(served.sums),
-        "truth": measure.expected(setup.world, setup.traffic, setup.truth,
-                                  served.outcomes.position),
-        "ground_truth": ground_truth(setup.world, setup.truth, arm, served, cfg.evaluation.ndcg_k),
-        "offline": {k: arm.offline.get(k) for k in ("tasks", "experts")} if arm.offline else {},
-    }
-    about = {"policy": spec.policy, "model": arm.config.model.kind if arm.config else None,
-             "cost": arm.cost, "seed_offset": spec.seed_offset,
-             "run_config": arm.config.to_dict() if arm.config else None}
-    return {"run": run, "sums": served.sums, "about": about}
+    trained = setup.train_arm(names[0], r)
+    out = {}
+    for name in names:
+        spec = cfg.arm(name)
+        arm = dataclasses.replace(trained, spec=spec)
+        if cfg.save_models and arm.ranker is not None and name != names[0]:
+            arm.ranker.save(setup.out / "models" / (name + (f"-replicate{r}" if r else "")))
+        traffic, truth = setup.arm_traffic(name)
+        served = serve_arm(setup.world, traffic, truth, arm, cfg.evaluation.epsilon)
+        run = {
+            "replicate": r, "seed": training_seed(cfg.seed, r, spec.seed_offset)
+            if spec.policy == "model" else None,
+            "train_seconds": round(arm.train_seconds, 1),
+            "live": measure.summary(served.sums),
+            "truth": measure.expected(setup.world, traffic, truth, served.outcomes.position),
+            "ground_truth": ground_truth(setup.world, truth, arm, served, cfg.evaluation.ndcg_k),
+            "offline": {k: arm.offline.get(k) for k in ("tasks", "experts")} if arm.offline
+            else {},
+        }
+        result = {"run": run, "sums": served.sums}
+        if cfg.retrieval.pool_size:
+            judged = sources.judge(setup.catalogue_best(), traffic, truth, served.outcomes)
+            run["catalogue"] = {m: float(v.mean()) for m, v in judged.items()}
+            result["catalogue_ndcg"] = judged["ndcg"]
+        result["about"] = {"policy": spec.policy,
+                           "model": arm.config.model.kind if arm.config else None,
+                           "cost": arm.cost, "seed_offset": spec.seed_offset,
+                           "run_config": arm.config.to_dict() if arm.config else None}
+        out[name] = result
+    return out
 
 
-def _summarise(replicates: list[dict[str, Any]], control: list[dict[str, np.ndarray]]
+def _summarise(replicates: list[dict[str, Any]], control: list[dict[str, Any]]
                ) -> dict[str, Any]:
     """One arm over its replicates: replicated lifts, and every other figure as a mean."""
     runs = [r["run"] for r in replicates]
     sums = [r["sums"] for r in replicates]
-    pooled_arm, pooled_ctl = _pooled(sums), _pooled(control)
+    control_sums = [c["sums"] for c in control]
+    pooled_arm, pooled_ctl = _pooled(sums), _pooled(control_sums)
     lifts = {}
     for metric, (num, den) in measure.METRICS.items():
-        per = [paired_ratio_lift(s[num], s[den], c[num], c[den]) for s, c in zip(sums, control,
-                                                                                 strict=True)]
+        per = [paired_ratio_lift(s[num], s[den], c[num], c[den]) for s, c in zip(
+            sums, control_sums, strict=True)]
         pooled = paired_ratio_lift(pooled_arm[num], pooled_arm[den], pooled_ctl[num], pooled_ctl[den])
         lifts[metric] = replicated_lift(per, pooled).to_dict()
     about = replicates[0]["about"]
+    extra = {}
+    if "catalogue_ndcg" in replicates[0]:
+        extra["catalogue"] = mean_of([r["catalogue"] for r in runs])
+        extra["catalogue_ndcg_lift"] = _ndcg_lift([r["catalogue_ndcg"] for r in replicates],
+                                                  [c["catalogue_ndcg"] for c in control])
     return {
         **{k: about[k] for k in ("policy", "model", "cost", "seed_offset")},
         "train_seconds": round(sum(r["train_seconds"] for r in runs), 1),
@@ -106,7 +149,17 @@ def _summarise(replicates: list[dict[str, Any]], control: list[dict[str, np.ndar
                                                              "offline")},
         "replicates": runs,
         "run_config": about["run_config"],
+        **extra,
     }
+
+
+def _ndcg_lift(arm: list[np.ndarray], control: list[np.ndarray]) -> dict[str, Any]:
+    """The replicated lift of mean NDCG@k against the catalogue's truth over control (a ratio
+    of per-request sums over requests, as the live metrics)."""
+    ones = np.ones(len(arm[0]))
+    per = [paired_ratio_lift(a, ones, c, ones) for a, c in zip(arm, control, strict=True)]
+    pooled = paired_ratio_lift(np.mean(arm, axis=0), ones, np.mean(control, axis=0), ones)
+    return replicated_lift(per, pooled).to_dict()
 
 
 def _pooled(sums: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -147,6 +200,8 @@ def markdown(setup: Setup, results: dict[str, Any]) -> str:
               "examined candidate. Bias: the shallow tower's learned click bias per device against "
               "the true examination curve (Spearman over positions 1..slots; largest error of the "
               "bias relative to position 1 against log exam(p)/exam(1)).", ""]
+    if "retrieval" in results:
+        lines += [sources.markdown(results, k), ""]
     offline = report.offline_table(results)
     if offline:
         lines += ["## Offline, validation day (serving mode)", "", offline, ""]

@@ -44,7 +44,8 @@ def _fail(exc: Exception) -> None:
 
 def experiment(
     config: str = typer.Argument(..., help="Experiment TOML, or a ready one: table1, table2, "
-                                           "tower_engagement, gate_dropout, weights, feedback."),
+                                           "tower_engagement, gate_dropout, weights, feedback, "
+                                           "sources."),
     out: Path = typer.Option(None, help="Output folder (default: runs/<config name>)."),
     seed: int = typer.Option(None, help="Override the config's seed (world, traffic, training)."),
     replicates: int = typer.Option(None, help="Trainings per arm (training seeds), overriding the "

@@ -21,6 +21,10 @@
     name = "no_debiasing"
     bias = { position = "" }      # merged into the ranker config's [bias]; also model, train
 
+    [retrieval]                   # arms: rank watchnext's candidate pool instead of the world's
+    pool_size = 100               # candidates (``watchnext.sim.sources``); arms then take
+    shares = { topic = 0.5, popular = 0.5 }   # sources = [...], drop_source or world_candidates
+
 Every error names its key (``arms[2].bias.method``).
 """
 
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from watchnext.config import ConfigError, RunConfig, load_config
+from watchnext.retrieve.pool import DEFAULT_POPULAR, DEFAULT_SHARES, SOURCE_KINDS
 from watchnext.sim.spec import build, check, one_of, positive, unit
 from watchnext.sim.world_config import WorldConfig, load_world
 
@@ -87,6 +92,27 @@ class ArmSpec:
     serve_position: int = 1
     exponents: tuple[float, ...] = ()
     seed_offset: int = 0
+    sources: tuple[str, ...] = ()  # with [retrieval]: the pool's sources this arm keeps
+    drop_source: str = ""  # with [retrieval]: every source but this one
+    world_candidates: bool = False  # with [retrieval]: the world's own candidates, no pool
+
+
+@dataclass(frozen=True)
+class RetrievalSpec:
+    """Arms rank candidates from watchnext's pool (``watchnext.sim.sources``): the default
+    sources with these quota ``shares`` of ``pool_size``, fitted once on every logged day;
+    ``exclude_watched``: a user's pools leave out the videos the user clicked in the logs.
+    ``pool_size`` 0 (no ``[retrieval]`` section): arms rank the world's own candidates."""
+
+    pool_size: int = 0
+    shares: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SHARES))
+    fresh_share: float = DEFAULT_POPULAR["fresh_share"]
+    fresh_days: float = DEFAULT_POPULAR["fresh_days"]
+    exclude_watched: bool = True
+
+    @property
+    def popular(self) -> dict[str, float]:
+        return {"fresh_share": self.fresh_share, "fresh_days": self.fresh_days}
 
 
 @dataclass(frozen=True)
@@ -134,6 +160,7 @@ class ExperimentConfig:
     save_models: bool = False
     logging: LoggingSpec = field(default_factory=LoggingSpec)
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
+    retrieval: RetrievalSpec = field(default_factory=RetrievalSpec)
     polarisation: PolarisationSpec = field(default_factory=PolarisationSpec)
     sweep: SweepSpec = field(default_factory=SweepSpec)
     feedback: FeedbackSpec = field(default_factory=FeedbackSpec)
@@ -159,6 +186,8 @@ class Experiment:
 def experiment_from_dict(raw: dict[str, Any], base_dir: str | Path = ".") -> Experiment:
     """Validate an experiment config; ``world`` and ``ranker`` resolve against ``base_dir``."""
     cfg = build(ExperimentConfig, raw, "")
+    check("retrieval" not in raw or cfg.retrieval.pool_size > 0, "retrieval.pool_size",
+          f"a [retrieval] section needs pool_size > 0, got {cfg.retrieval.pool_size}")
     _validate(cfg)
     base_dir = Path(base_dir)
     world = dataclasses.replace(load_world(_resolve(cfg.world, base_dir, "world")), seed=cfg.seed)
@@ -253,6 +282,7 @@ def _validate(cfg: ExperimentConfig) -> None:
             for section in (*RUN_SECTIONS, "exponents"):
                 check(not getattr(arm, section), f"{key}.{section}",
                       f"only arms with policy 'model' take a {section} section")
+    _validate_retrieval(cfg)
     check(not ev.control or ev.control in names, "evaluation.control",
           f"{ev.control!r} is not an arm (arms: {', '.join(names)})")
     positive(cfg.polarisation.seeds, "polarisation.seeds")
@@ -268,3 +298,46 @@ def _validate(cfg: ExperimentConfig) -> None:
     positive(fb.requests_per_round, "feedback.requests_per_round")
     positive(fb.window, "feedback.window")
     unit(fb.epsilon, "feedback.epsilon")
+
+
+def arm_sources(cfg: ExperimentConfig, arm: ArmSpec) -> tuple[str, ...] | None:
+    """The pool sources an arm ranks, in the pool's order; None: the world's own candidates
+    (no ``[retrieval]`` section, or ``world_candidates``)."""
+    if not cfg.retrieval.pool_size or arm.world_candidates:
+        return None
+    names = tuple(cfg.retrieval.shares)
+    if arm.sources:
+        return tuple(n for n in names if n in arm.sources)
+    return tuple(n for n in names if n != arm.drop_source)
+
+
+def _validate_retrieval(cfg: ExperimentConfig) -> None:
+    rt = cfg.retrieval
+    positive(rt.pool_size, "retrieval.pool_size", zero_ok=True)
+    if rt.pool_size:
+        check(cfg.kind == "arms", "retrieval",
+              f"only arms experiments rank a candidate pool, not a {cfg.kind} experiment")
+    check(bool(rt.shares), "retrieval.shares", "at least one source is required")
+    for name, share in rt.shares.items():
+        check(name in SOURCE_KINDS, f"retrieval.shares.{name}",
+              f"not a source (sources: {', '.join(SOURCE_KINDS)})")
+        check(isinstance(share, int | float) and not isinstance(share, bool) and share > 0,
+              f"retrieval.shares.{name}", f"expected a number > 0, got {share!r}")
+    unit(rt.fresh_share, "retrieval.fresh_share")
+    positive(rt.fresh_days, "retrieval.fresh_days")
+    known = ", ".join(rt.shares)
+    for i, arm in enumerate(cfg.arms):
+        key = f"arms[{i}]"
+        for field_name in ("sources", "drop_source", "world_candidates"):
+            check(not getattr(arm, field_name) or rt.pool_size > 0, f"{key}.{field_name}",
+                  "needs a [retrieval] section (the pool the arm's candidates come from)")
+        check(sum(map(bool, (arm.sources, arm.drop_source, arm.world_candidates))) <= 1, key,
+              "takes at most one of sources, drop_source and world_candidates")
+        for j, name in enumerate(arm.sources):
+            check(name in rt.shares and arm.sources.index(name) == j, f"{key}.sources[{j}]",
+                  f"{name!r} is not a pool source, or is listed twice (pool sources: {known})")
+        if arm.drop_source:
+            check(arm.drop_source in rt.shares, f"{key}.drop_source",
+                  f"{arm.drop_source!r} is not a pool source (pool sources: {known})")
+            check(len(rt.shares) > 1, f"{key}.drop_source",
+                  "dropping the pool's only source leaves no candidates")

@@ -15,8 +15,9 @@ catalogue (the query video excluded):
                               ideal being the catalogue's best k
 
 against the same ranker on a popular-only pool of the same size (the videos with most logged
-clicks), the logging policy on the world's candidates (what produced the logs), and the ranker on
-the world's candidates. Differences are paired by request; intervals are 95%, clustered by user.
+clicks, under the pool's rule for the user's watched videos), the logging policy on the world's
+candidates (what produced the logs), and the ranker on the world's candidates. Differences are
+paired by request; intervals are 95%, clustered by user.
 
 ``source_ablation`` judges the sources live: pools that drop one source (or add one to popular
 alone) are served to the same requests, the users respond (with noise fixed per request and
@@ -56,11 +57,13 @@ def with_request_time(table: pa.Table, world: World) -> pa.Table:
 
 
 def fit_pool(logs: pa.Table, world: World, size: int, shares: dict[str, float] | None = None,
-             popular: dict[str, float] | None = None) -> CandidatePool:
+             popular: dict[str, float] | None = None, exclude_watched: bool = True
+             ) -> CandidatePool:
     """watchnext's default pool fitted on simulated impression logs (``video_topic`` feeds the
-    topic source); ``popular`` overrides the popular source's settings."""
+    topic source); ``popular`` overrides the popular source's settings; ``exclude_watched``:
+    a user's pools leave out the videos the user clicked in ``logs``."""
     return default_pool(with_request_time(logs, world), COLUMNS, size, "video_topic", shares,
-                        popular=popular)
+                        exclude_watched, popular)
 
 
 def pooled_traffic(traffic: Traffic, candidates: np.ndarray) -> Traffic:
@@ -99,13 +102,20 @@ def source_recall(utility: np.ndarray, own: list[np.ndarray], k: int) -> np.ndar
     return np.array([np.isin(b, found).sum() / k for b, found in zip(best, own, strict=True)])
 
 
-def popular_candidates(logs: pa.Table, traffic: Traffic, size: int) -> np.ndarray:
-    """Per request, the ``size`` videos with most logged clicks, the query video left out."""
+def popular_candidates(logs: pa.Table, traffic: Traffic, size: int,
+                       watched: dict[str, frozenset[str]] | None = None) -> np.ndarray:
+    """Per request, the ``size`` videos with most logged clicks, the query video left out, and
+    the user's ``watched`` videos too when given (``CandidatePool.watched``: a popular-only
+    baseline under the same exclusion rule as the pool it is compared with)."""
     clicked = logs.filter(pa.compute.equal(logs["click"], 1))["video_id"].to_numpy()
     videos, counts = np.unique(clicked, return_counts=True)
-    ranked = videos[np.lexsort((videos, -counts))][:size + 1]
-    return np.array([[v for v in ranked.tolist() if v != q][:size]
-                     for q in traffic.query.tolist()], np.int64)
+    ranked = videos[np.lexsort((videos, -counts))].tolist()
+    watched = watched or {}
+    rows = []
+    for user, query in zip(traffic.user.tolist(), traffic.query.tolist(), strict=True):
+        banned = {query, *(int(v) for v in watched.get(str(user), ()))}
+        rows.append([v for v in ranked if v not in banned][:size])
+    return np.array(rows, np.int64)
 
 
 def catalogue_utility(world: World, traffic: Traffic) -> np.ndarray:
@@ -147,8 +157,8 @@ def two_stage_report(world: World, logs: pa.Table, pool: CandidatePool, traffic:
     differences from the others."""
     utility = catalogue_utility(world, traffic)
     size = pool.max_candidates
-    popular = popular_candidates(logs, traffic, size)
-    pooled, own = pool_candidates(pool, traffic, popular[0])
+    popular = popular_candidates(logs, traffic, size, pool.watched)
+    pooled, own = pool_candidates(pool, traffic, popular_candidates(logs, traffic, size)[0])
     lists = {"two-stage (watchnext pool + ranker)": pooled,
              "popular-only pool + ranker": popular,
              "world candidates + ranker": traffic.candidates,
