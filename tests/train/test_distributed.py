@@ -49,6 +49,13 @@ def _tensors(run: Path) -> dict[str, torch.Tensor]:
     return {**saved["weights"], **{f"trained/{k}": v for k, v in saved.get("trained", {}).items()}}
 
 
+def train_one_process(raw: dict, data: Path, out: Path) -> None:
+    """The reference for a 2-process run, in this process: 2 shards, so the same global batch
+    (the conftest fixture restores the thread count the training sets)."""
+    train_stream(config_from_dict(raw), data, out,
+                 LoopOptions(shards=2, shuffle_buffer=100, checkpoint_every=5))
+
+
 def _compare(tmp_path: Path, train: dict | None = None, bias: dict | None = None) -> None:
     # three files of 211 rows a day: shard boundaries fall inside files; batch 64 = 2 x 32
     write_days(tmp_path / "data", days=2, files_per_day=3, rows_per_file=211)
@@ -60,12 +67,7 @@ def _compare(tmp_path: Path, train: dict | None = None, bias: dict | None = None
                     str(tmp_path / "data"), "--shuffle-buffer", "100", "--checkpoint-every", "5",
                     "--keep", "10")
     assert two.returncode == 0, two.stdout + two.stderr
-    threads = torch.get_num_threads()
-    try:  # the one-process run, in this process: 2 shards, the same global batch of 64
-        train_stream(config_from_dict(raw), tmp_path / "data", tmp_path / "one",
-                     LoopOptions(shards=2, shuffle_buffer=100, checkpoint_every=5))
-    finally:
-        torch.set_num_threads(threads)
+    train_one_process(raw, tmp_path / "data", tmp_path / "one")
 
     a, b = _tensors(tmp_path / "two"), _tensors(tmp_path / "one")
     assert a.keys() == b.keys()

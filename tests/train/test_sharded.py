@@ -25,7 +25,7 @@ from tests.train.test_crash_resume import (  # noqa: E402
     _start,
     _stream_cmd,
 )
-from tests.train.test_distributed import _torchrun  # noqa: E402
+from tests.train.test_distributed import _torchrun, train_one_process  # noqa: E402
 from watchnext.artifacts import checkpoint as ckpt  # noqa: E402
 from watchnext.config import ConfigError, config_from_dict  # noqa: E402
 from watchnext.data.encoder import FeatureEncoder  # noqa: E402
@@ -161,12 +161,8 @@ def test_two_processes_with_sharded_tables_match_one_process_and_resume_exactly(
     assert two.returncode == 0, two.stdout + two.stderr
     assert "user_id -> rank 0; video_id -> rank 1" in two.stdout or \
         "user_id -> rank 1; video_id -> rank 0" in two.stdout, two.stdout  # really sharded
-    threads = torch.get_num_threads()
-    try:  # one process, the same tables unsharded (all on rank 0), 2 shards: the same batches
-        train_stream(config_from_dict(raw), tmp_path / "data", tmp_path / "one",
-                     LoopOptions(shards=2, shuffle_buffer=100, checkpoint_every=5))
-    finally:
-        torch.set_num_threads(threads)
+    # one process, the same tables unsharded (all on rank 0), 2 shards: the same batches
+    train_one_process(raw, tmp_path / "data", tmp_path / "one")
     a, b = _weights(tmp_path / "two"), _weights(tmp_path / "one")
     assert a.keys() == b.keys()
     # The two runs sum gradients in another order (an all-reduce); Adam divides by the root of

@@ -128,13 +128,8 @@ def _summarise(replicates: list[dict[str, Any]], control: list[dict[str, Any]]
     runs = [r["run"] for r in replicates]
     sums = [r["sums"] for r in replicates]
     control_sums = [c["sums"] for c in control]
-    pooled_arm, pooled_ctl = _pooled(sums), _pooled(control_sums)
-    lifts = {}
-    for metric, (num, den) in measure.METRICS.items():
-        per = [paired_ratio_lift(s[num], s[den], c[num], c[den]) for s, c in zip(
-            sums, control_sums, strict=True)]
-        pooled = paired_ratio_lift(pooled_arm[num], pooled_arm[den], pooled_ctl[num], pooled_ctl[den])
-        lifts[metric] = replicated_lift(per, pooled).to_dict()
+    lifts = {metric: _replicated_ratio_lift(sums, control_sums, num, den)
+             for metric, (num, den) in measure.METRICS.items()}
     about = replicates[0]["about"]
     extra = {}
     if "catalogue_ndcg" in replicates[0]:
@@ -157,14 +152,24 @@ def _ndcg_lift(arm: list[np.ndarray], control: list[np.ndarray]) -> dict[str, An
     """The replicated lift of mean NDCG@k against the catalogue's truth over control (a ratio
     of per-request sums over requests, as the live metrics)."""
     ones = np.ones(len(arm[0]))
-    per = [paired_ratio_lift(a, ones, c, ones) for a, c in zip(arm, control, strict=True)]
-    pooled = paired_ratio_lift(np.mean(arm, axis=0), ones, np.mean(control, axis=0), ones)
-    return replicated_lift(per, pooled).to_dict()
+    return _replicated_ratio_lift([{"ndcg": a, "requests": ones} for a in arm],
+                                  [{"ndcg": c, "requests": ones} for c in control],
+                                  "ndcg", "requests")
 
 
-def _pooled(sums: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def _replicated_ratio_lift(arm: list[dict[str, np.ndarray]], control: list[dict[str, np.ndarray]],
+                           num: str, den: str) -> dict[str, Any]:
+    """The lift of the ratio sum(num) / sum(den) over control: each replicate paired with its
+    control on the same requests, and the replicate-pooled arms for the traffic noise."""
+    per = [paired_ratio_lift(a[num], a[den], c[num], c[den])
+           for a, c in zip(arm, control, strict=True)]
+    pa, pc = _pooled(arm, (num, den)), _pooled(control, (num, den))
+    return replicated_lift(per, paired_ratio_lift(pa[num], pa[den], pc[num], pc[den])).to_dict()
+
+
+def _pooled(sums: list[dict[str, np.ndarray]], keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Per-request sums averaged over replicates: the R models of an arm served as one."""
-    return {key: np.mean([s[key] for s in sums], axis=0) for key in sums[0]}
+    return {key: np.mean([s[key] for s in sums], axis=0) for key in keys}
 
 
 def mean_of(values: list[Any]) -> Any:

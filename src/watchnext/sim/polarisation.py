@@ -47,9 +47,8 @@ def run_polarisation(setup: Setup) -> tuple[dict[str, Any], str]:
     arms: dict[str, Any] = {}
     for spec in specs:
         runs = [done[(replicate, spec.name)] for replicate in range(cfg.polarisation.seeds)]
-        model = runs[0].pop("model")
-        for run in runs[1:]:
-            run.pop("model")
+        model = runs[0]["model"]
+        runs = [{k: v for k, v in run.items() if k != "model"} for run in runs]
         count = sum(r["polarised"] for r in runs)
         low, high = wilson(count, len(runs))
         arms[spec.name] = {**model, "runs": runs, "polarised_runs": count,

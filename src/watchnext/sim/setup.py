@@ -70,23 +70,30 @@ def prepare(experiment: Experiment, out: Path, log: Log, jobs: int = 1) -> Setup
     world = World(experiment.world)
     cfg = experiment.config
     dates = simulate_logs(world, cfg.logging, out / "logs", log)
+    traffic = evaluation_traffic(experiment, world)
     if cfg.retrieval.pool_size:
-        traffic = world.traffic(cfg.logging.days, cfg.evaluation.requests, EVAL_STREAM)
         pool = sources.write_candidates(experiment, world, out, dates, traffic)["pool"]
         log(f"pool of {cfg.retrieval.pool_size} fitted (quotas {pool['quotas']}) and written "
             f"for {len(traffic.user)} requests")
-    return load(experiment, out, dates, log, jobs, world)
+    return load(experiment, out, dates, log, jobs, world, traffic)
+
+
+def evaluation_traffic(experiment: Experiment, world: World) -> Traffic:
+    """The requests every arm serves: the day after the logs, on their own random stream."""
+    cfg = experiment.config
+    return world.traffic(cfg.logging.days, cfg.evaluation.requests, EVAL_STREAM)
 
 
 def load(experiment: Experiment, out: Path, dates: list[str], log: Log, jobs: int = 1,
-         world: World | None = None) -> Setup:
+         world: World | None = None, traffic: Traffic | None = None) -> Setup:
     """The setup of logs already written to ``out / "logs"``: the training days, the validation
-    day (the last date) and the evaluation traffic, which the world's seed fixes."""
+    day (the last date) and the evaluation traffic, which the world's seed fixes (``world`` and
+    ``traffic`` are rebuilt from the config when not given)."""
     cfg = experiment.config
     world = world or World(experiment.world)
     train = logs.read_days(out / "logs", dates[:-1])
     valid = logs.read_days(out / "logs", dates[-1:])
-    traffic = world.traffic(cfg.logging.days, cfg.evaluation.requests, EVAL_STREAM)
+    traffic = traffic or evaluation_traffic(experiment, world)
     pools = sources.read_candidates(cfg, out, len(traffic.user)) if cfg.retrieval.pool_size \
         else {}
     return Setup(experiment, world, out, dates, train, valid, traffic, world.truth(traffic),
